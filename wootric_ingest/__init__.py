@@ -1,0 +1,1 @@
+"""Wootric NPS data into Delta Lake: config, API client, streams, Delta sink, job, CLI."""
