@@ -1,0 +1,406 @@
+"""The source configuration: YAML in, a typed and validated `SourceConfig` out.
+
+Validation happens once, here, before Spark starts. Every problem in a file is reported together,
+each naming its key and what is allowed, so a user fixes the file in one go. Secrets come from
+`${ENV_VAR}` or, on Databricks, `{{secrets/<scope>/<key>}}`, and are registered for redaction the
+moment they are read.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from wootric_ingest import redaction
+from wootric_ingest.schedule import Cron, CronError
+from wootric_ingest.streams import STREAMS
+
+MAX_DESCRIPTION = 140
+DEFAULT_BASE_URL = "https://api.wootric.com"
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET = re.compile(r"\{\{\s*secrets/([^/\s}]+)/([^/\s}]+)\s*\}\}")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+
+SecretReader = Callable[[str, str], str]
+
+
+class ConfigError(ValueError):
+    """A config file with problems; `problems` lists each one as `key: what is wrong`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} has {len(problems)} problem(s):\n{listing}")
+
+
+class SyncType(str, enum.Enum):
+    INCREMENTAL = "INCREMENTAL"
+    FULL_TABLE = "FULL_TABLE"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str
+    timezone: str
+
+    @property
+    def parsed(self) -> Cron:
+        return Cron.parse(self.cron, self.timezone)
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Either the password grant (the product's form) or client credentials; secrets never in repr."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    account_token: str | None = None
+
+    @property
+    def grant(self) -> str:
+        return "password" if self.username else "client_credentials"
+
+    @property
+    def principal(self) -> str:
+        """Who is signing in, for messages: the username or the client id."""
+        return self.username or self.client_id or ""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str
+    auth: Auth
+    max_concurrency: int = 4
+    requests_per_minute: int = 100
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    root: str
+    table_prefix: str = ""
+    metastore: bool = False
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Where one stream lands and how it syncs."""
+
+    stream: str
+    layer: str
+    table: str
+    sync_type: SyncType
+    folder: str = ""
+    lookback_days: int = 0
+
+    def table_name(self, catalog: CatalogConfig) -> str:
+        return f"{catalog.table_prefix}{self.table}"
+
+    def table_path(self, catalog: CatalogConfig) -> str:
+        """`{root}/{layer}/{folder}/{prefix}{table}`, without the folder segment when there is none."""
+        parts = [catalog.root.rstrip("/"), self.layer] + ([self.folder] if self.folder else [])
+        return "/".join(parts + [self.table_name(catalog)])
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    description: str
+    api: ApiConfig
+    start_date: datetime
+    trigger: Schedule
+    delta_log_retention_days: int
+    catalog: CatalogConfig
+    streams: tuple[StreamConfig, ...]
+    additional_full_sync: Schedule | None = None
+
+    def stream(self, name: str) -> StreamConfig:
+        return next(s for s in self.streams if s.stream == name)
+
+
+_KEYS: dict[str, set[str]] = {
+    "": {"source", "catalog", "streams"},
+    "source": {"description", "api", "start_date", "trigger", "delta_log_retention_days", "additional_full_sync"},
+    "source.api": {"base_url", "auth", "max_concurrency", "requests_per_minute", "timeout_seconds"},
+    "source.api.auth": {"username", "password", "client_id", "client_secret", "account_token"},
+    "schedule": {"cron", "timezone"},
+    "catalog": {"root", "table_prefix", "metastore", "name"},
+    "stream": {"layer", "folder", "table", "sync_type", "lookback_days"},
+}
+_SECRET_KEYS = {"password", "client_secret"}
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, secret_reader: SecretReader | None, environ: Mapping[str, str]):
+        self.problems: list[str] = []
+        self.secret_reader = secret_reader
+        self.environ = environ
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str], *, required: bool = True) -> dict:
+        if value is None:
+            if required:
+                self.problem(key or "(top level)", "is required")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key or "(top level)", f"must be a mapping, got {type(value).__name__}")
+            return {}
+        for unknown in sorted(set(map(str, value)) - allowed):
+            hint = _closest(unknown, allowed)
+            self.problem(f"{key}.{unknown}" if key else unknown,
+                         f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed: {', '.join(sorted(allowed))}")
+        return value
+
+    def text(self, value: Any, key: str, *, required: bool = True, secret: bool = False) -> str | None:
+        if value is None or value == "":
+            if required:
+                self.problem(key, "is required")
+            return None
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.problem(key, f"must be a string, got {type(value).__name__}")
+            return None
+        return self.interpolate(str(value), key, secret)
+
+    def interpolate(self, value: str, key: str, secret: bool) -> str | None:
+        missing: list[str] = []
+
+        def env(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in self.environ:
+                missing.append(name)
+                return ""
+            return self.environ[name]
+
+        def databricks(match: re.Match) -> str:
+            scope, name = match.groups()
+            if self.secret_reader is None:
+                missing.append(f"{{{{secrets/{scope}/{name}}}}}")
+                return ""
+            value = self.secret_reader(scope, name)
+            redaction.register(value)
+            return value
+
+        resolved = _SECRET.sub(databricks, _ENV.sub(env, value))
+        for name in missing:
+            if name.startswith("{{"):
+                self.problem(key, f"{name} is a Databricks secret and can only be read on Databricks; "
+                                  "use ${ENV_VAR} elsewhere")
+            else:
+                self.problem(key, f"environment variable {name} is not set")
+        if missing:
+            return None
+        if secret:
+            redaction.register(resolved)
+        return resolved
+
+    def integer(self, value: Any, key: str, default: int, *, minimum: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            qualifier = "a positive" if minimum == 1 else f"an integer >= {minimum}, i.e. a"
+            self.problem(key, f"must be {qualifier} whole number, got {value!r}")
+            return default
+        return value
+
+    def schedule(self, value: Any, key: str, *, required: bool) -> Schedule | None:
+        raw = self.mapping(value, key, _KEYS["schedule"], required=required)
+        if not raw:
+            return None
+        cron = self.text(raw.get("cron"), f"{key}.cron")
+        tz = self.text(raw.get("timezone"), f"{key}.timezone", required=False) or "UTC"
+        if cron is None:
+            return None
+        try:
+            Cron.parse(cron, tz)
+        except CronError as e:
+            self.problem(f"{key}.cron" if "time zone" not in str(e) else f"{key}.timezone", str(e))
+            return None
+        return Schedule(cron, tz)
+
+    def identifier(self, value: Any, key: str, *, required: bool, pattern: re.Pattern = _IDENTIFIER) -> str:
+        text = self.text(value, key, required=required)
+        if text is None:
+            return ""
+        if not pattern.match(text):
+            self.problem(key, f"{text!r} is not a safe name: use letters, digits and underscores"
+                              f"{' (not starting with a digit)' if pattern is _IDENTIFIER else ''}")
+            return ""
+        return text
+
+
+def _closest(word: str, options: set[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def _parse_start_date(text: str) -> datetime:
+    """ISO-8601 date or date-time; a naive value is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _resolve_root(root: str, base: Path) -> str:
+    """A local root becomes absolute (relative to the working directory); URIs stay as written."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", root):
+        return root.rstrip("/")
+    return str((base / root).resolve())
+
+
+def parse_config(data: Any, *, source: str = "config", secret_reader: SecretReader | None = None,
+                 environ: Mapping[str, str] | None = None, base: Path | None = None) -> SourceConfig:
+    """Validate parsed YAML into a `SourceConfig`, or raise `ConfigError` listing every problem."""
+    r = _Reader(secret_reader, os.environ if environ is None else environ)
+    top = r.mapping(data, "", _KEYS[""])
+    src = r.mapping(top.get("source"), "source", _KEYS["source"])
+    api_raw = r.mapping(src.get("api"), "source.api", _KEYS["source.api"])
+    auth_raw = r.mapping(api_raw.get("auth"), "source.api.auth", _KEYS["source.api.auth"])
+
+    description = r.text(src.get("description"), "source.description")
+    if description and len(description) > MAX_DESCRIPTION:
+        r.problem("source.description", f"is {len(description)} characters; at most {MAX_DESCRIPTION} allowed")
+
+    auth = _auth(r, auth_raw)
+    base_url = r.text(api_raw.get("base_url"), "source.api.base_url", required=False) or DEFAULT_BASE_URL
+    if not re.match(r"^https?://[^\s/]+", base_url):
+        r.problem("source.api.base_url", f"{base_url!r} is not an http(s) URL, e.g. {DEFAULT_BASE_URL}")
+    api = ApiConfig(
+        base_url=base_url.rstrip("/"),
+        auth=auth,
+        max_concurrency=r.integer(api_raw.get("max_concurrency"), "source.api.max_concurrency", 4, minimum=1),
+        requests_per_minute=r.integer(api_raw.get("requests_per_minute"), "source.api.requests_per_minute", 100,
+                                      minimum=1),
+        timeout_seconds=float(r.integer(api_raw.get("timeout_seconds"), "source.api.timeout_seconds", 60, minimum=1)),
+    )
+
+    start_date = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    start_text = r.text(src.get("start_date"), "source.start_date")
+    if start_text:
+        try:
+            start_date = _parse_start_date(start_text)
+        except ValueError:
+            r.problem("source.start_date", f"{start_text!r} is not an ISO-8601 date, e.g. 2024-01-01T00:00:00Z")
+
+    trigger = r.schedule(src.get("trigger"), "source.trigger", required=True)
+    full_sync = r.schedule(src.get("additional_full_sync"), "source.additional_full_sync", required=False)
+    retention = r.integer(src.get("delta_log_retention_days"), "source.delta_log_retention_days", 30, minimum=1)
+
+    cat_raw = r.mapping(top.get("catalog"), "catalog", _KEYS["catalog"])
+    root = r.text(cat_raw.get("root"), "catalog.root") or ""
+    if ".." in root.replace("\\", "/").split("/"):
+        r.problem("catalog.root", "must not contain '..' segments")
+    metastore = cat_raw.get("metastore", False)
+    if not isinstance(metastore, bool):
+        r.problem("catalog.metastore", f"must be true or false, got {metastore!r}")
+        metastore = False
+    catalog = CatalogConfig(
+        root=_resolve_root(root, base or Path.cwd()) if root else "",
+        table_prefix=r.identifier(cat_raw.get("table_prefix"), "catalog.table_prefix", required=False,
+                                  pattern=_PREFIX),
+        metastore=metastore,
+        name=r.identifier(cat_raw.get("name"), "catalog.name", required=False) or None,
+    )
+    streams = _streams(r, top.get("streams"), catalog)
+
+    if r.problems:
+        raise ConfigError(source, r.problems)
+    return SourceConfig(
+        description=description or "",
+        api=api,
+        start_date=start_date,
+        trigger=trigger,  # type: ignore[arg-type]  # a missing trigger is a reported problem above
+        delta_log_retention_days=retention,
+        catalog=catalog,
+        streams=streams,
+        additional_full_sync=full_sync,
+    )
+
+
+def _auth(r: _Reader, raw: dict) -> Auth:
+    values = {k: r.text(raw.get(k), f"source.api.auth.{k}", required=False, secret=k in _SECRET_KEYS)
+              for k in _KEYS["source.api.auth"]}
+    has_password = bool(values["username"] or values["password"])
+    has_client = bool(values["client_id"] or values["client_secret"])
+    if has_password and has_client:
+        r.problem("source.api.auth", "give either username + password or client_id + client_secret, not both")
+    elif not has_password and not has_client:
+        if not any(f"source.api.auth.{k}:" in p for p in r.problems for k in _KEYS["source.api.auth"]):
+            r.problem("source.api.auth", "give username + password (or client_id + client_secret)")
+    else:
+        pair = ("username", "password") if has_password else ("client_id", "client_secret")
+        for k in pair:
+            if not values[k] and not any(p.startswith(f"source.api.auth.{k}:") for p in r.problems):
+                r.problem(f"source.api.auth.{k}", f"is required with {pair[0] if k == pair[1] else pair[1]}")
+    return Auth(**values)
+
+
+def _streams(r: _Reader, raw: Any, catalog: CatalogConfig) -> tuple[StreamConfig, ...]:
+    if raw is None or raw == {}:
+        r.problem("streams", f"list at least one stream: {', '.join(STREAMS)}")
+        return ()
+    if not isinstance(raw, dict):
+        r.problem("streams", "must be a mapping of stream name to its settings")
+        return ()
+    result: list[StreamConfig] = []
+    seen_tables: dict[str, str] = {}
+    for name, settings in raw.items():
+        key = f"streams.{name}"
+        if name not in STREAMS:
+            hint = _closest(str(name), set(STREAMS))
+            r.problem(key, f"no such stream{f' (did you mean {hint!r}?)' if hint else ''}; "
+                           f"available: {', '.join(STREAMS)}")
+            continue
+        s = r.mapping(settings, key, _KEYS["stream"])
+        sync_text = r.text(s.get("sync_type"), f"{key}.sync_type", required=False) or "INCREMENTAL"
+        try:
+            sync_type = SyncType(sync_text.upper())
+        except ValueError:
+            r.problem(f"{key}.sync_type", f"{sync_text!r} is not a sync type; use INCREMENTAL or FULL_TABLE")
+            sync_type = SyncType.INCREMENTAL
+        stream = StreamConfig(
+            stream=name,
+            layer=r.identifier(s.get("layer"), f"{key}.layer", required=True),
+            folder=r.identifier(s.get("folder"), f"{key}.folder", required=False),
+            table=r.identifier(s.get("table", name), f"{key}.table", required=True),
+            sync_type=sync_type,
+            lookback_days=r.integer(s.get("lookback_days"), f"{key}.lookback_days",
+                                    STREAMS[name].default_lookback_days, minimum=0),
+        )
+        if stream.layer and stream.table:
+            path = stream.table_path(catalog)
+            if path in seen_tables:
+                r.problem(f"{key}.table", f"writes the same table as streams.{seen_tables[path]} ({path})")
+            seen_tables[path] = name
+        result.append(stream)
+    return tuple(result)
+
+
+def load_config(path: str | os.PathLike, *, secret_reader: SecretReader | None = None,
+                environ: Mapping[str, str] | None = None) -> SourceConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), [f"is not valid YAML: {e}"]) from None
+    return parse_config(data, source=str(path), secret_reader=secret_reader, environ=environ)
