@@ -109,9 +109,9 @@ DECLINES_SCHEMA = StructType([
 ])
 
 METADATA_COLUMNS = StructType([
-    StructField("_extracted_at", TimestampType(), nullable=False,
+    StructField("_extracted_at", TimestampType(), nullable=True,
                 metadata={"comment": "When this run fetched the record (UTC)"}),
-    StructField("_run_id", StringType(), nullable=False,
+    StructField("_run_id", StringType(), nullable=True,
                 metadata={"comment": "The run that last wrote the row (see _wootric_ingest/runs)"}),
     StructField("_raw", StringType(), nullable=True,
                 metadata={"comment": "The record exactly as the API sent it (JSON): custom properties and new fields"}),

@@ -1,0 +1,34 @@
+# wootric-ingest: every target does its own set-up; `make setup` downloads packages and jars once.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+CONF   ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@command -v java >/dev/null 2>&1 || { echo "make setup: Java 17 or newer is required and 'java' is not on PATH (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {split($$2, a, "."); print (a[1] == "1" ? a[2] : a[1])}'); \
+	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "make setup: Java 17 or newer is required; found: $$(java -version 2>&1 | head -n1)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m wootric_ingest.spark
+	@touch $(STAMP)
+
+## make run: the job against the sandbox API (or against CONF=path, e.g. the real API)
+run: setup
+ifeq ($(CONF),)
+	$(BIN)/python jobs/run_with_sandbox.py --config conf/local.yaml
+else
+	$(BIN)/wootric-ingest run --config $(CONF)
+endif
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -1,0 +1,86 @@
+"""Record shaping as Spark expressions: staged raw JSON in, the seed's columns and types out.
+
+Staged records are read with a *raw* schema whose leaves are all strings: Spark's JSON reader keeps any
+JSON value (number, object, array) as its text, so nothing fails to parse at read time. Each column
+is then typed with `try_` casts, so a value of the wrong type becomes null (and is counted) instead of
+failing the run, and `_raw` keeps the record exactly as received. No Python UDFs: all of it runs in
+the JVM, on executors.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, DataType, DoubleType, IntegerType, StringType, StructField, StructType
+
+from wootric_ingest.streams import PRIMARY_KEY, Stream
+
+#: One staged line: when the record was fetched, and the record as the API sent it (kept as JSON text).
+STAGED_SCHEMA = StructType([
+    StructField("fetched_at", DoubleType()),
+    StructField("record", StringType()),
+])
+
+_PACIFIC = "America/Los_Angeles"  # the zone Wootric renders offset-less timestamps in
+
+
+def raw_schema(schema: StructType) -> StructType:
+    """The seed schema with every leaf as a string, so any JSON value reads as its text."""
+    def leaf(field: StructField) -> StructField:
+        if isinstance(field.dataType, StructType):
+            return StructField(field.name, raw_schema(field.dataType))
+        return StructField(field.name, StringType())
+
+    return StructType([leaf(f) for f in schema.fields])
+
+
+def iso_utc(raw: Column) -> Column:
+    """Any Wootric timestamp form as ISO-8601 UTC (`2018-01-03T07:03:41Z`), or null if unparseable.
+
+    Forms: Ruby `2018-01-02 23:03:41 -0800`, ISO with or without millis, offset-less (Pacific local),
+    and Unix seconds (`external_created_at` is an integer).
+    """
+    ts = F.coalesce(
+        F.try_to_timestamp(raw, F.lit("yyyy-MM-dd HH:mm:ss Z")),
+        F.try_to_timestamp(raw, F.lit("yyyy-MM-dd'T'HH:mm:ss.SSSXXX")),
+        F.try_to_timestamp(raw, F.lit("yyyy-MM-dd'T'HH:mm:ssXXX")),
+        F.to_utc_timestamp(F.try_to_timestamp(raw, F.lit("yyyy-MM-dd HH:mm:ss")), _PACIFIC),
+        F.when(raw.rlike(r"^-?[0-9]{1,12}$"), F.timestamp_seconds(raw.try_cast("long"))),
+    )
+    return F.date_format(ts, "yyyy-MM-dd'T'HH:mm:ss'Z'")
+
+
+def _typed(raw: Column, field: StructField) -> Column:
+    dtype: DataType = field.dataType
+    if isinstance(dtype, StructType):
+        children = [_typed(raw[f.name], f).alias(f.name) for f in dtype.fields]
+        return F.when(raw.isNull(), F.lit(None)).otherwise(F.struct(*children))
+    if isinstance(dtype, (IntegerType, BooleanType)):
+        return raw.try_cast(dtype)
+    if field.metadata.get("wootric_timestamp"):
+        return iso_utc(raw)
+    return raw
+
+
+def shape(staged: DataFrame, stream: Stream, run_id: str) -> DataFrame:
+    """Staged lines → one row per record in the table's schema (seed columns, then metadata)."""
+    parsed = staged.select(
+        F.from_json("record", raw_schema(stream.schema)).alias("r"),
+        F.col("record").alias("_raw"),
+        F.col("fetched_at"),
+    )
+    columns = [_typed(F.col("r")[f.name], f).alias(f.name) for f in stream.schema.fields]
+    return parsed.select(
+        *columns,
+        F.timestamp_seconds(F.col("fetched_at")).alias("_extracted_at"),
+        F.lit(run_id).alias("_run_id"),
+        F.col("_raw"),
+    )
+
+
+def latest_per_id(rows: DataFrame) -> DataFrame:
+    """One row per id: the newest `updated_at`, then the latest fetch, then the raw text, so ties resolve the
+    same way whatever order pages arrived in."""
+    order = Window.partitionBy(PRIMARY_KEY).orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("_extracted_at").desc(), F.col("_raw").desc()
+    )
+    return rows.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
