@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(redaction.redact(str(e)), file=sys.stderr)
         return 2
-    from wootric_ingest.job import RunOptions, run
+    from wootric_ingest.job import run
+    from wootric_ingest.planning import RunOptions
     from wootric_ingest.spark import get_spark
 
     options = RunOptions(
