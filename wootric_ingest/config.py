@@ -27,7 +27,8 @@ DEFAULT_BASE_URL = "https://api.wootric.com"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET = re.compile(r"\{\{\s*secrets/([^/\s}]+)/([^/\s}]+)\s*\}\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+_UNSAFE_IN_PATH = re.compile(r"[\'\"`;\x00-\x1f]")
+CRON_HINT = "a five-field cron expression (minute hour day-of-month month day-of-week), e.g. '0 6 * * *'"
 
 SecretReader = Callable[[str, str], str]
 
@@ -177,6 +178,7 @@ class _Reader:
 
     def interpolate(self, value: str, key: str, secret: bool) -> str | None:
         missing: list[str] = []
+        unreadable: list[str] = []
 
         def env(match: re.Match) -> str:
             name = match.group(1)
@@ -190,7 +192,12 @@ class _Reader:
             if self.secret_reader is None:
                 missing.append(f"{{{{secrets/{scope}/{name}}}}}")
                 return ""
-            value = self.secret_reader(scope, name)
+            try:
+                value = self.secret_reader(scope, name)
+            except Exception as e:  # dbutils raises its own types; the user needs the scope, key and reason
+                reason = redaction.redact(str(e)).splitlines()[0] if str(e) else type(e).__name__
+                unreadable.append(f"cannot read the Databricks secret {{{{secrets/{scope}/{name}}}}}: {reason}")
+                return ""
             redaction.register(value)
             return value
 
@@ -200,8 +207,10 @@ class _Reader:
                 self.problem(key, f"{name} is a Databricks secret and can only be read on Databricks; "
                                   "use ${ENV_VAR} elsewhere")
             else:
-                self.problem(key, f"environment variable {name} is not set")
-        if missing:
+                self.problem(key, f"environment variable {name} is not set (export it, or write the value)")
+        for message in unreadable:
+            self.problem(key, message)
+        if missing or unreadable:
             return None
         if secret:
             redaction.register(resolved)
@@ -211,8 +220,8 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            qualifier = "a positive" if minimum == 1 else f"an integer >= {minimum}, i.e. a"
-            self.problem(key, f"must be {qualifier} whole number, got {value!r}")
+            allowed = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+            self.problem(key, f"must be {allowed}, got {value!r}")
             return default
         return value
 
@@ -222,22 +231,30 @@ class _Reader:
             return None
         cron = self.text(raw.get("cron"), f"{key}.cron")
         tz = self.text(raw.get("timezone"), f"{key}.timezone", required=False) or "UTC"
-        if cron is None:
-            return None
+        tz_ok = cron_ok = True
         try:
-            Cron.parse(cron, tz)
+            Cron.parse("* * * * *", tz)
         except CronError as e:
-            self.problem(f"{key}.cron" if "time zone" not in str(e) else f"{key}.timezone", str(e))
+            self.problem(f"{key}.timezone", str(e))
+            tz_ok = False
+        if cron is not None:
+            try:
+                Cron.parse(cron, "UTC")
+            except CronError as e:
+                self.problem(f"{key}.cron", f"{e}; use {CRON_HINT}")
+                cron_ok = False
+        if cron is None or not (tz_ok and cron_ok):
             return None
         return Schedule(cron, tz)
 
-    def identifier(self, value: Any, key: str, *, required: bool, pattern: re.Pattern = _IDENTIFIER) -> str:
+    def identifier(self, value: Any, key: str, *, required: bool) -> str:
+        """A name that becomes a path segment and a SQL identifier: no `..`, spaces, quotes or backticks."""
         text = self.text(value, key, required=required)
         if text is None:
             return ""
-        if not pattern.match(text):
-            self.problem(key, f"{text!r} is not a safe name: use letters, digits and underscores"
-                              f"{' (not starting with a digit)' if pattern is _IDENTIFIER else ''}")
+        if not _IDENTIFIER.match(text):
+            self.problem(key, f"{text!r} is not a safe name: use letters, digits and underscores, "
+                              "not starting with a digit (e.g. raw, wootric, end_users)")
             return ""
         return text
 
@@ -292,7 +309,10 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
     )
 
     start_date = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    start_text = r.text(src.get("start_date"), "source.start_date")
+    raw_start = src.get("start_date")
+    if isinstance(raw_start, date):  # YAML reads an unquoted 2024-01-01 as a date, not a string
+        raw_start = raw_start.isoformat()
+    start_text = r.text(raw_start, "source.start_date")
     if start_text:
         try:
             start_date = _parse_start_date(start_text)
@@ -307,14 +327,15 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
     root = r.text(cat_raw.get("root"), "catalog.root") or ""
     if ".." in root.replace("\\", "/").split("/"):
         r.problem("catalog.root", "must not contain '..' segments")
+    if _UNSAFE_IN_PATH.search(root):
+        r.problem("catalog.root", "must not contain quotes, backticks, semicolons or control characters")
     metastore = cat_raw.get("metastore", False)
     if not isinstance(metastore, bool):
         r.problem("catalog.metastore", f"must be true or false, got {metastore!r}")
         metastore = False
     catalog = CatalogConfig(
         root=_resolve_root(root, base or Path.cwd()) if root else "",
-        table_prefix=r.identifier(cat_raw.get("table_prefix"), "catalog.table_prefix", required=False,
-                                  pattern=_PREFIX),
+        table_prefix=r.identifier(cat_raw.get("table_prefix"), "catalog.table_prefix", required=False),
         metastore=metastore,
         name=r.identifier(cat_raw.get("name"), "catalog.name", required=False) or None,
     )
@@ -393,6 +414,15 @@ def _streams(r: _Reader, raw: Any, catalog: CatalogConfig) -> tuple[StreamConfig
     return tuple(result)
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's excerpt of the file: the excerpt could show a literal password."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(error, "problem", None) or type(error).__name__
+    hint = "; quote values that contain ${...} or {{...}}" if "{" in what or "}" in what else ""
+    return f"is not valid YAML{where}: {what}{hint}"
+
+
 def load_config(path: str | os.PathLike, *, secret_reader: SecretReader | None = None,
                 environ: Mapping[str, str] | None = None) -> SourceConfig:
     """Read and validate a YAML config file."""
@@ -402,5 +432,5 @@ def load_config(path: str | os.PathLike, *, secret_reader: SecretReader | None =
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except yaml.YAMLError as e:
-        raise ConfigError(str(path), [f"is not valid YAML: {e}"]) from None
+        raise ConfigError(str(path), [_yaml_problem(e)]) from None
     return parse_config(data, source=str(path), secret_reader=secret_reader, environ=environ)
