@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> tuple[SandboxOptions, argparse.Namespa
     p.add_argument("--ready-file", type=Path, help="write the base URL here once listening")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
-    fields = {f for f in SandboxOptions.__dataclass_fields__}
+    fields = set(SandboxOptions.__dataclass_fields__)
     try:
         options = SandboxOptions(**{k: v for k, v in vars(args).items() if k in fields})
     except ValueError as problem:
@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     with Sandbox(options) as sandbox:
-        print(f"sandbox listening on {sandbox.base_url}", flush=True)
-        if args.ready_file:
+        if args.ready_file:  # before the line, so whoever reads the line finds the file too
             partial = args.ready_file.with_name(args.ready_file.name + ".partial")
             partial.write_text(sandbox.base_url + "\n")
             os.replace(partial, args.ready_file)
+        print(f"sandbox listening on {sandbox.base_url}", flush=True)
         try:
             while not stopping.wait(0.5):
                 pass

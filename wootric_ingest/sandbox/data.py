@@ -160,7 +160,7 @@ class Dataset:
         at = int(time.time()) if at is None else int(at)
         with self._lock:
             rng = self._mutation_rng
-            self._table(stream)
+            self._table(stream)  # refuses an unknown stream before anything changes
             if stream == "end_users":
                 rows = [self._new_end_user(rng, at) for _ in range(n)]
             else:

@@ -114,6 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients with a Session expect
     server_version = "WootricSandbox/1.0"
     timeout = 60  # an idle keep-alive connection gives its thread back
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     def version_string(self) -> str:
@@ -197,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_error_page(self, status: int) -> None:
         content_type, body = ERROR_PAGES[status]
+        if content_type == HTML_TYPE:
+            self._rate_headers = {}  # a proxy's page: the API's rate-limit headers never reach the client
         self._send(status, body, content_type)
 
     def _drop(self, *, reset: bool) -> None:
@@ -228,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             sandbox.stats.add("injected_5xx")
             self._send_error_page(int(kind[-3:]))
         elif kind == "status_429":
-            self._send(429, headers=sandbox.limiter.exhausted_headers())
+            self._send(429, headers=sandbox._limiter.exhausted_headers())
         elif kind == "status_429_no_headers":
             self._rate_headers = {}
             self._send(429)
@@ -238,6 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif kind == "reset":
             self._drop(reset=True)
         elif kind == "html_200":
+            self._rate_headers = {}
             self._send(200, PROXY_PAGE_200, HTML_TYPE)
         elif kind == "error_envelope_200":
             self._send_json(200, {"errors": [{"message": "Internal error"}]})
@@ -253,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
         sandbox = self.sandbox
         sandbox.stats.add("requests")
         sandbox.stats.tally("by_endpoint", "token")
-        allowed, _ = sandbox.limiter.hit()  # counts toward the limit, but announces nothing
+        allowed, _ = sandbox._limiter.hit()  # counts toward the limit, but announces nothing
         if not allowed:
             return self._send(429)
         if self._scripted_fault(sandbox.faults.take(path=self._route_path, stream="token", page=None)):
@@ -280,20 +284,20 @@ class _Handler(BaseHTTPRequestHandler):
         elif grant == "client_credentials":
             ok = (form["client_id"], form["client_secret"]) == (creds.client_id, creds.client_secret)
         else:
-            ok = sandbox.tokens.redeem(form["refresh_token"])
+            ok = sandbox._tokens.redeem(form["refresh_token"])
         if not ok:
             error = INVALID_CLIENT if grant == "client_credentials" else INVALID_GRANT
             return self._send_json(sandbox.options.bad_credentials_status, error)
         sandbox.stats.add("token_grants")
         sandbox.stats.tally("token_grants_by_type", grant)
-        self._send_json(200, sandbox.tokens.grant(refreshable=grant != "client_credentials"),
+        self._send_json(200, sandbox._tokens.grant(refreshable=grant != "client_credentials"),
                         {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     def _serve_list(self, stream: str) -> None:
         sandbox, params = self.sandbox, self._params
         sandbox.stats.add("requests")
         sandbox.stats.tally("by_endpoint", stream)
-        allowed, self._rate_headers = sandbox.limiter.hit()
+        allowed, self._rate_headers = sandbox._limiter.hit()
         if not allowed:
             return self._send(429)
         sandbox.faults.delay()
@@ -309,8 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else params.get("access_token")
         if fault == "expire_token":
-            sandbox.tokens.expire(token)
-        if not sandbox.tokens.valid(token):
+            sandbox._tokens.expire(token)
+        if not sandbox._tokens.valid(token):
             return self._send_json(401, INVALID_TOKEN, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         try:
             query = _list_query(stream, params, sandbox.options)
@@ -420,10 +424,10 @@ class Sandbox:
                                timestamp_forms=o.timestamp_forms)
         self.credentials = Credentials.for_account(o.seed, o.region)
         self.stats = Stats()
-        self.limiter = RateLimiter(o.rate_limit, o.rate_window)
-        self.tokens = TokenStore(o.token_ttl)
+        self._limiter = RateLimiter(o.rate_limit, o.rate_window)
+        self._tokens = TokenStore(o.token_ttl)
         self._stopping = threading.Event()
-        self.faults = Faults(o, self.limiter, self.stats, self.dataset, self._stopping)
+        self.faults = Faults(o, self._limiter, self.stats, self.dataset, self._stopping)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
