@@ -30,5 +30,19 @@ endif
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## make dist: the wheel that spark-submit (--py-files) and the Databricks bundle ship, into $(DIST)/
+DIST ?= dist
+NODE_TYPE ?=
+.PHONY: dist bundle
+dist: setup
+	rm -f $(DIST)/wootric_ingest-*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/wootric_ingest-*.whl
+
+## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...]: the Databricks Asset Bundle for that config, into bundle/
+bundle: dist
+	@test -n "$(CONF)" || { echo "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" >&2; exit 2; }
+	$(BIN)/python -m wootric_ingest.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
+
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -321,7 +321,8 @@ def _dispatch(argv: Iterable[str]) -> int:
         return _cmd_discover(args)
     if args.command == "docs":
         return _cmd_docs(args)
-    log.info("wootric-ingest %s %s (package at %s)", _version(), args.command, Path(__file__).parent)
+    log.log(logging.INFO if args.command == "run" else logging.DEBUG, "wootric-ingest %s %s (package at %s)",
+            _version(), args.command, Path(__file__).parent)
     try:
         config = load_config(args.config, secret_reader=databricks_secret_reader())
     except ConfigError as e:
