@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {split($$2, a, "."); print (a[1] == "1" ? a[2] : a[1])}'); \
 	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "make setup: Java 17 or newer is required; found: $$(java -version 2>&1 | head -n1)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,test]'
 	$(BIN)/python -m wootric_ingest.spark
 	@touch $(STAMP)
 
