@@ -40,8 +40,9 @@ dist: setup
 	@ls $(DIST)/wootric_ingest-*.whl
 
 ## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...]: the Databricks Asset Bundle for that config, into bundle/
-bundle: dist
+bundle:
 	@test -n "$(CONF)" || { echo "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" >&2; exit 2; }
+	@$(MAKE) --no-print-directory dist
 	$(BIN)/python -m wootric_ingest.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
 
 clean:

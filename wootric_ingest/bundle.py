@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -60,6 +60,23 @@ def _databricks_problems(data: Any) -> list[str]:
     return problems
 
 
+class _Unresolved(Mapping[str, str]):
+    """An environment in which every variable is set to its own reference: `${VAR}` problems are reported
+    once, for Databricks, and the rest of the file is still validated."""
+
+    def __getitem__(self, name: str) -> str:
+        return f"${{{name}}}"
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 def _read_config(path: Path) -> tuple[dict, Any]:
     """The raw YAML and the validated config, or a ConfigError with every problem for Databricks."""
     try:
@@ -69,9 +86,9 @@ def _read_config(path: Path) -> tuple[dict, Any]:
     problems = _databricks_problems(data)
     try:
         config = parse_config(data, source=str(path), secret_reader=lambda scope, key: f"{{{{secrets/{scope}/{key}}}}}",
-                              environ={}, base=Path("/"))
+                              environ=_Unresolved(), base=Path("/"))
     except ConfigError as e:
-        problems += [p for p in e.problems if "environment variable" not in p]  # already said, for Databricks
+        problems += e.problems
         config = None
     if config is not None:
         try:

@@ -1,0 +1,128 @@
+"""The Databricks Asset Bundle `make bundle` renders: its structure, since no workspace is reachable here.
+
+Checked: a python_wheel_task on the wheel `make dist` built, calling the wheel's `wootric-ingest` entry
+point (the same `main()`), with `run --config` on the config the bundle uploads; the trigger as a Quartz
+cron in its time zone; and the configs that cannot work on a job cluster refused with the reason.
+"""
+from __future__ import annotations
+
+import configparser
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import config_dict
+from wootric_ingest.bundle import main as bundle_main
+from wootric_ingest.bundle import render
+from wootric_ingest.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built by `make dist` exactly as a user builds it."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(["make", "--no-print-directory", "dist", f"DIST={dist}"], cwd=REPO, check=True,
+                   capture_output=True, text=True)
+    wheels = list(dist.glob("wootric_ingest-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def wheel_metadata(wheel: Path) -> tuple[configparser.ConfigParser, list[str]]:
+    with zipfile.ZipFile(wheel) as archive:
+        info = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(archive.read(info).decode())
+        metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    return entry_points, requires
+
+
+def write(tmp_path: Path, data: dict, name: str = "source.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_path, wheel):
+    out = tmp_path / "bundle"
+    assert bundle_main(["--config", str(REPO / "conf/databricks.yaml"), "--dist", str(wheel.parent),
+                        "--out", str(out)]) == 0
+
+    definition = yaml.safe_load((out / "databricks.yml").read_text())
+    assert definition["include"] == ["resources/*.yml"]
+    assert definition["sync"] == {"include": ["conf/*.yaml"]}  # bundle/ is git-ignored
+    assert definition["targets"]["dev"] == {"mode": "development", "default": True}
+    assert definition["targets"]["prod"]["mode"] == "production"
+    assert definition["variables"]["spark_version"]["default"].startswith("17.")
+
+    job_file, = (out / "resources").glob("*.yml")
+    job, = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
+    assert job["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "Europe/Lisbon",
+                               "pause_status": "UNPAUSED"}
+    assert job["max_concurrent_runs"] == 1
+    task, = job["tasks"]
+    assert set(task) == {"task_key", "job_cluster_key", "python_wheel_task", "libraries"}
+    assert task["python_wheel_task"] == {
+        "package_name": "wootric_ingest", "entry_point": "wootric-ingest",
+        "parameters": ["run", "--config", "${workspace.file_path}/conf/databricks.yaml"],
+    }
+    cluster, = job["job_clusters"]
+    assert cluster["job_cluster_key"] == task["job_cluster_key"]
+    assert cluster["new_cluster"]["spark_version"] == "${var.spark_version}"
+
+    # The library path (relative to the resource file) is the wheel make dist built, copied into the bundle.
+    library = (job_file.parent / task["libraries"][0]["whl"]).resolve()
+    assert library.read_bytes() == wheel.read_bytes()
+    # The wheel's `wootric-ingest` entry point is the one main() every other entry point calls.
+    entry_points, requires = wheel_metadata(library)
+    assert entry_points["console_scripts"]["wootric-ingest"] == "wootric_ingest.cli:main"
+    # The runtime brings Spark and Delta; a wheel requiring them would replace the runtime's pyspark.
+    installed = [r for r in requires if "extra ==" not in r]
+    assert installed and not [r for r in installed if r.startswith(("pyspark", "delta-spark"))], installed
+
+    # The uploaded config is the source config as written, and loads on Databricks through the secret scope.
+    uploaded = out / "conf" / "databricks.yaml"
+    assert uploaded.read_text() == (REPO / "conf/databricks.yaml").read_text()
+    scope = {("wootric", "username"): "ana@example.com", ("wootric", "password"): "scope-password-1"}
+    config = load_config(uploaded, secret_reader=lambda s, k: scope[(s, k)])
+    assert (config.api.auth.username, config.api.auth.password) == ("ana@example.com", "scope-password-1")
+
+
+def test_a_weekday_trigger_becomes_quartz_with_day_names(tmp_path, wheel):
+    data = config_dict(source={"trigger": {"cron": "30 5 * * 1-5", "timezone": "America/Sao_Paulo"}},
+                       catalog={"root": "/Volumes/main/wootric/lakehouse"})
+    data["source"]["api"]["auth"] = {"client_id": "nps-client", "client_secret": "{{secrets/wootric/client_secret}}"}
+    render(write(tmp_path, data), wheel, tmp_path / "bundle")
+    job, = yaml.safe_load((tmp_path / "bundle/resources/wootric_ingest.job.yml").read_text())["resources"]["jobs"].values()
+    assert job["schedule"]["quartz_cron_expression"] == "0 30 5 ? * MON-FRI"
+    assert job["schedule"]["timezone_id"] == "America/Sao_Paulo"
+
+
+def test_configs_that_cannot_work_on_a_job_cluster_are_refused_with_every_reason(tmp_path, wheel):
+    data = config_dict(source={"trigger": {"cron": "0 6 1 * 1"}}, catalog={"root": "./lakehouse"})
+    data["source"]["api"]["auth"] = {"username": "${WOOTRIC_USERNAME}", "password": "hunter22-literal"}
+    with pytest.raises(ConfigError) as caught:
+        render(write(tmp_path, data), wheel, tmp_path / "bundle")
+    assert caught.value.problems == [
+        "source.api.auth.username: ${WOOTRIC_USERNAME} is not set on a Databricks job cluster; "
+        "use {{secrets/<scope>/<key>}} for credentials, or write the value",
+        "source.api.auth.password: is written in the file, which the bundle uploads to the workspace; "
+        "put it in a secret scope and write {{secrets/<scope>/<key>}}",
+        "catalog.root: './lakehouse' is relative, which means nothing on a job cluster; "
+        "use a Unity Catalog volume, e.g. /Volumes/main/wootric/lakehouse",
+        "source.trigger.cron: '0 6 1 * 1' restricts both day-of-month and day-of-week; Quartz allows only one",
+    ]
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_make_bundle_without_a_config_says_how_to_call_it():
+    result = subprocess.run(["make", "--no-print-directory", "-s", "bundle", "DIST=/nonexistent"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" in result.stderr
