@@ -137,11 +137,13 @@ class ProgressClient:
 
     def pages(self, stream, since: datetime, until: datetime, *args, **kwargs) -> Iterator[Any]:
         progress = self.progress.start(stream.name, since, until)
+        batches = self._client.pages(stream, since, until, *args, **kwargs)
         try:
-            for batch in self._client.pages(stream, since, until, *args, **kwargs):
+            for batch in batches:
                 self.progress.page(progress, batch)
                 yield batch
         finally:
+            getattr(batches, "close", lambda: None)()  # stop the client's workers when the consumer stops early
             self.progress.finish(progress)
 
     def __getattr__(self, name: str) -> Any:
