@@ -252,7 +252,7 @@ class _Reader:
         text = self.text(value, key, required=required)
         if text is None:
             return ""
-        if not _IDENTIFIER.match(text):
+        if not _IDENTIFIER.fullmatch(text):  # `$` alone would let a trailing newline through
             self.problem(key, f"{text!r} is not a safe name: use letters, digits and underscores, "
                               "not starting with a digit (e.g. raw, wootric, end_users)")
             return ""

@@ -1,0 +1,210 @@
+"""Security, pinned: TLS is always verified, credentials travel only in request bodies, the sandbox listens
+on loopback only, and names from the config cannot escape the catalog root or break out of SQL quoting."""
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import config_dict
+from wootric_ingest.config import ConfigError, parse_config
+from wootric_ingest.sandbox import Sandbox, SandboxOptions
+from wootric_ingest.sink import metastore_name
+from wootric_ingest.streams import STREAMS
+from wootric_ingest.wootric import GaveUp, RetryPolicy, WootricClient
+
+PACKAGE = Path(__file__).resolve().parents[1] / "wootric_ingest"
+FAST_GIVE_UP = RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=0.5)
+
+
+# ------------------------------------------------------------------------------------------------ TLS
+
+def test_no_code_turns_certificate_verification_off():
+    disabling = re.compile(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|disable_warnings|"
+                           r"_create_unverified_context|\.verify\s*=\s*False")
+    offenders = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py")
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if disabling.search(line)]
+    assert offenders == []
+
+
+class _CountingHandler(http.server.BaseHTTPRequestHandler):
+    requests_seen = 0
+
+    def do_POST(self):
+        type(self).requests_seen += 1
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def https_server_with_a_self_signed_certificate(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _CountingHandler.requests_seen = 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_whose_certificate_does_not_verify_never_receives_the_credentials(
+        https_server_with_a_self_signed_certificate, make_config):
+    config = make_config(source={"api": {"base_url": https_server_with_a_self_signed_certificate,
+                                         "auth": {"username": "ana@example.com", "password": "tls-secret-pw"}}})
+    client = WootricClient(config.api, retry=FAST_GIVE_UP)
+    with pytest.raises(GaveUp, match=r"POST /oauth/token kept failing .*SSLError"):
+        client.authenticate()
+    client.close()
+    assert _CountingHandler.requests_seen == 0, "a request got through an unverified TLS connection"
+
+
+# ------------------------------------------------------------------------------- credentials on the wire
+
+@pytest.fixture
+def wire(monkeypatch):
+    """Every request the client puts on the wire: method, URL (path and query), headers, body."""
+    sent = []
+    original = requests.Session.send
+
+    def record(session, prepared, **kwargs):
+        sent.append(prepared)
+        return original(session, prepared, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", record)
+    return sent
+
+
+@pytest.mark.parametrize("grant", ["password", "client_credentials"])
+def test_credentials_and_tokens_travel_only_in_bodies_and_the_authorization_header(grant, wire, make_config):
+    with Sandbox(SandboxOptions(end_users=60, responses=120, declines=10, seed=3, token_ttl=2)) as sb:
+        creds = sb.credentials
+        auth = ({"username": creds.username, "password": creds.password} if grant == "password"
+                else {"client_id": creds.client_id, "client_secret": creds.client_secret})
+        config = make_config(source={"api": {"base_url": sb.base_url, "auth": auth}})
+        sb.faults.script("expire_token", 1)  # a 401 mid-walk: the token is renewed
+        with WootricClient(config.api) as client:
+            client.authenticate()
+            records = [r for batch in client.pages(STREAMS["responses"], config.start_date, _now())
+                       for r in batch.records]
+        assert len(records) == 120
+
+    secrets = [v for v in auth.values()]
+    token_posts = [r for r in wire if r.method == "POST"]
+    lists = [r for r in wire if r.method == "GET"]
+    assert token_posts and lists
+    tokens = {r.headers["Authorization"].removeprefix("Bearer ") for r in lists}
+    issued = {t for t in tokens if t}
+    assert issued, "list requests carried no bearer token"
+    for request in wire:
+        for secret in [*secrets, *issued]:
+            assert secret not in request.url, f"a credential or token in the URL of {request.method}"
+    for request in token_posts:
+        assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert "Authorization" not in request.headers
+    forms = [dict(parse_qsl(request.body)) for request in token_posts]
+    assert any(set(auth.items()) <= set(form.items()) for form in forms)
+    for request in lists:
+        assert request.body is None
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+# ------------------------------------------------------------------------------------------- loopback
+
+def test_the_sandbox_listens_on_loopback_only():
+    with Sandbox(SandboxOptions(end_users=5, responses=5, declines=1)) as sb:
+        assert sb._server.socket.getsockname()[0] == "127.0.0.1"
+        assert sb.base_url.startswith("http://127.0.0.1:")
+    assert "host" not in SandboxOptions.__dataclass_fields__ and "bind" not in SandboxOptions.__dataclass_fields__
+
+
+def test_the_out_of_process_sandbox_listens_on_loopback_only(tmp_path):
+    ready = tmp_path / "ready"
+    process = subprocess.Popen([sys.executable, "-m", "wootric_ingest.sandbox", "--port", "0", "--end-users", "5",
+                                "--responses", "5", "--declines", "1", "--ready-file", str(ready)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert re.fullmatch(r"sandbox listening on http://127\.0\.0\.1:\d+\n", line)
+        port = int(line.rsplit(":", 1)[1])
+        sockets = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert [line.split()[3] for line in sockets.splitlines()] == [f"127.0.0.1:{port}"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    help_text = subprocess.run([sys.executable, "-m", "wootric_ingest.sandbox", "--help"], capture_output=True,
+                               text=True).stdout
+    assert "--host" not in help_text and "--bind" not in help_text
+
+
+# ------------------------------------------------------------------------------------- names from config
+
+SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("table", "responses\n"),
+    ("layer", "raw\n"),
+    ("table", "re\x00sponses"),
+    ("table", "rеsponses"),  # a Cyrillic 'е'
+    ("folder", "/etc"),
+    ("table", "responses`; DROP TABLE x; --"),
+])
+def test_names_with_control_characters_lookalikes_or_separators_are_refused(key, value):
+    data = config_dict()
+    data["streams"]["responses"][key] = value
+    with pytest.raises(ConfigError, match=f"streams.responses.{key}: .* is not a safe name"):
+        parse_config(data, environ={})
+
+
+@pytest.mark.parametrize("name", ["main`; DROP SCHEMA raw; --", "main\n", "a.b"])
+def test_the_metastore_catalog_name_is_a_safe_identifier(name):
+    with pytest.raises(ConfigError, match="catalog.name: .* is not a safe name"):
+        parse_config(config_dict(catalog={"name": name, "metastore": True}), environ={})
+
+
+names = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=12) | st.sampled_from(
+    ["..", ".", "raw/..", "a b", "x'", "`", "a;b", "ok\n", "\x00", "_", "raw", "wootric"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(layer=names, folder=names, table=names, prefix=names, catalog=names)
+def test_any_accepted_config_writes_only_below_its_root_under_quoted_names(layer, folder, table, prefix, catalog):
+    data = config_dict(catalog={"root": "/lake", "table_prefix": prefix, "name": catalog, "metastore": True})
+    data["streams"] = {"responses": {"layer": layer, "folder": folder, "table": table}}
+    try:
+        config = parse_config(data, environ={})
+    except ConfigError:
+        return
+    stream = config.stream("responses")
+    for part in (stream.layer, stream.table, config.catalog.table_prefix + stream.table):
+        assert SAFE.fullmatch(part)
+    assert stream.folder == "" or SAFE.fullmatch(stream.folder)
+    path = stream.table_path(config.catalog)
+    assert os.path.normpath(path) == path and path.startswith("/lake/")
+    assert metastore_name(config.catalog, stream).count("`") == 2 * len(metastore_name(config.catalog, stream)
+                                                                          .split("."))
