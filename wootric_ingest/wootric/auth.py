@@ -66,7 +66,10 @@ class TokenProvider:
         redaction.register(self._access)
         redaction.register(self._refresh)
         lifetime = float(body.get("expires_in") or 7200)
-        self._renew_at = self._clock() + lifetime - min(300.0, 0.1 * lifetime)
+        issued = self._clock()
+        if isinstance(body.get("created_at"), (int, float)):
+            issued = min(issued, body["created_at"])
+        self._renew_at = issued + lifetime - min(300.0, 0.1 * lifetime)
         if renewing:
             self._stats.add(token_refreshes=1)
 

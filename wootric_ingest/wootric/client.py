@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -29,13 +30,17 @@ from wootric_ingest.wootric.ratelimit import RateLimiter
 from wootric_ingest.wootric.regions import endpoints
 from wootric_ingest.wootric.stats import Stats
 from wootric_ingest.wootric.transport import RetryPolicy, Transport
-from wootric_ingest.wootric.windows import PER_PAGE, PageRequest, StreamOrder, Window, uncovered
+from wootric_ingest.wootric.windows import PER_PAGE, PageRequest, StreamOrder, Window, merged, uncovered
 
 log = logging.getLogger(__name__)
 
 SPLIT_AT = 4 * PER_PAGE
 """A window is split only when it seems to hold this many records more: two pages for each half."""
 LATENCY_MARGIN = 1.25
+TOKEN_ATTEMPTS = 3
+"""Tokens one request may try: each 401 renews the token once; fresh tokens refused again and again is a fault."""
+LIVE_EDGE_SLACK = 300
+"""Seconds before the run's start from which a record may have moved during the run (absorbs clock skew)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class WootricClient:
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.api.max_concurrency, thread_name_prefix=f"wootric-{stream.name}")
         flying: dict[Future, tuple[Window, PageRequest]] = {}
+        live_edge = LiveEdge(stream, time.time() - LIVE_EDGE_SLACK)
 
         def launch(window: Window) -> None:
             request = window.next_request()
@@ -115,6 +121,11 @@ class WootricClient:
                     window, request = flying.pop(future)
                     progress = window.take(request, future.result())
                     queue.extend(progress.spawned)
+                    if window.finished and (flying or queue):
+                        live_edge.left_early(window)
+                    if not flying and not queue:
+                        queue.extend(live_edge.rewalk(window.order))
+                        self.stats.add(windows=len(queue))
                     self.stats.add(pages=1, records=len(progress.records), duplicates=progress.duplicates,
                                    windows=len(progress.spawned))
                     if not window.finished:
@@ -133,24 +144,54 @@ class WootricClient:
         return min(self.api.max_concurrency, needed)
 
     def _page(self, stream: Stream, request: PageRequest, cancel: threading.Event) -> list[dict]:
-        """One list page; a 401 renews the token once, any other 4xx is our mistake and stops the run."""
+        """One list page; a 401 renews the token (a token can expire early), any other 4xx stops the run."""
         url = f"{self.endpoints.api_root}/{stream.path}"
         endpoint = f"GET {urlsplit(url).path}"
         params = request.params(stream)
-        for attempt in range(2):
-            token = self._tokens.bearer(cancel)
+        used: list[str] = []
+
+        def authorization() -> dict[str, str]:
+            used.append(self._tokens.bearer(cancel))
+            return {"Authorization": f"Bearer {used[-1]}"}
+
+        for _ in range(TOKEN_ATTEMPTS):
             answer = self._transport.send("GET", url, endpoint=endpoint, expect=list, params=params,
-                                          headers={"Authorization": f"Bearer {token}"}, cancel=cancel)
+                                          headers=authorization, cancel=cancel)
             if answer.status != 401:
                 break
-            if attempt == 0:
-                self._tokens.rejected(token, cancel)
+            self._tokens.rejected(used[-1], cancel)
         else:
-            raise WootricError(f"{endpoint} refused a freshly issued access token (HTTP 401)")
+            raise WootricError(f"{endpoint} refused {TOKEN_ATTEMPTS} access tokens in a row (HTTP 401)")
         if answer.status >= 400:
             query = "&".join(f"{k}={v}" for k, v in params.items())
             raise ApiError(f"{endpoint}?{query}", answer.status, api_message(answer.body))
         return answer.body
+
+
+class LiveEdge:
+    """Records that move while we walk, and where to look for them again.
+
+    Updating an end user moves it to "now" on the `updated` filter. A window that has finished cannot
+    see what lands in it afterwards, so an end user that moved from a part another window had not yet
+    reached into the part of a window already finished would be missed. Only the live edge (from just
+    before the run started) can receive such records: each part of it that finished while other windows
+    were still walking is walked once more when they are all done. Streams walked by `created` never
+    move, so they need nothing of this.
+    """
+
+    def __init__(self, stream: Stream, since: float):
+        self._moves = stream.cursor_field == "updated_at"
+        self._since = math.floor(since)
+        self._ranges: list[tuple[int, int]] = []
+
+    def left_early(self, window: Window) -> None:
+        if self._moves and window.hi >= self._since:
+            self._ranges.append((max(window.lo, self._since), window.hi))
+
+    def rewalk(self, order: StreamOrder) -> list[Window]:
+        """Windows over the parts of the live edge that finished early (none the second time)."""
+        ranges, self._ranges = self._ranges, []
+        return [Window(order.stream, lo, hi, order) for lo, hi in merged(ranges)]
 
 
 def _second(instant: datetime) -> int:

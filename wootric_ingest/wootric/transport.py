@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -71,9 +71,13 @@ class Transport:
         return self._latency
 
     def send(self, method: str, url: str, *, endpoint: str, expect: type, params: Mapping | None = None,
-             data: Mapping | None = None, headers: Mapping | None = None,
+             data: Mapping | None = None, headers: Callable[[], Mapping[str, str]] | None = None,
              cancel: threading.Event) -> Answer:
-        """The first non-transient answer; a 2xx must carry JSON of type `expect` to count as one."""
+        """The first non-transient answer; a 2xx must carry JSON of type `expect` to count as one.
+
+        `headers` is called once the rate limiter lets the request go, so a token taken for it is as
+        fresh as it can be even after a long wait for the window to reset.
+        """
         started = time.monotonic()
         attempt = 0
         while True:
@@ -81,17 +85,20 @@ class Transport:
             self._stats.add(requests=1)
             sent = time.monotonic()
             try:
-                response = self._session().request(method, url, params=params, data=data, headers=headers,
-                                                   timeout=self._timeout)
+                response = self._session().request(method, url, params=params, data=data,
+                                                   headers=headers() if headers else None, timeout=self._timeout)
             except _TRANSIENT_EXCEPTIONS as failure:
                 self._limiter.release(None)
                 problem = type(failure).__name__
+            except BaseException:
+                self._limiter.release(None)
+                raise
             else:
                 status = response.status_code
                 self._limiter.release(response.headers, throttled=status == 429)
                 if status == 429:
                     self._stats.add(throttled_429=1)
-                    log.warning("%s %s: HTTP 429; waiting for the rate-limit window to reset", method, endpoint)
+                    log.warning("%s: HTTP 429; waiting for the rate-limit window to reset", endpoint)
                     self._check_deadline(method, endpoint, started, attempt, "HTTP 429")
                     attempt += 1
                     continue
@@ -105,7 +112,7 @@ class Transport:
             delay = self._retry.delay(attempt)
             attempt += 1
             self._stats.add(retries=1)
-            log.warning("%s %s failed (%s); retry %d in %.1f s", method, endpoint, problem, attempt, delay)
+            log.warning("%s failed (%s); retry %d in %.1f s", endpoint, problem, attempt, delay)
             if cancel.wait(delay):
                 raise Cancelled("extraction closed")
 
@@ -121,7 +128,7 @@ class Transport:
     def _check_deadline(self, method: str, endpoint: str, started: float, attempt: int, problem: str) -> None:
         elapsed = time.monotonic() - started
         if elapsed >= self._retry.give_up_after:
-            raise GaveUp(f"{method} {endpoint}", elapsed, attempt + 1, problem)
+            raise GaveUp(endpoint, elapsed, attempt + 1, problem)
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)

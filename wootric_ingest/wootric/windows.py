@@ -102,6 +102,17 @@ def uncovered(lo: int, hi: int, done: list[tuple[int, int]] | tuple = ()) -> lis
     return gaps
 
 
+def merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive ranges with overlapping and adjacent ones joined, in order."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 class Window:
     """One window [lo, hi] of one stream, walked page by page until all its records are yielded.
 
