@@ -1,0 +1,142 @@
+"""Window walking against an in-memory API: every record once, whatever the order, ties and splits."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from wootric_ingest.streams import STREAMS
+from wootric_ingest.wootric.errors import CrowdedSecond, WootricError
+from wootric_ingest.wootric.windows import PER_PAGE, StreamOrder, Window, merged, uncovered
+
+RESPONSES, END_USERS = STREAMS["responses"], STREAMS["end_users"]
+
+
+class FakeApi:
+    """Records as (second, tie, id); answers a page like the sandbox: ties by a hidden key, desc = asc reversed."""
+
+    def __init__(self, stamps: list[int], *, honours_order: bool, newest_first: bool = True, seed: int = 1):
+        rng = random.Random(seed)
+        self.rows = sorted((s, rng.random(), 1000 + i) for i, s in enumerate(stamps))
+        self.honours_order, self.newest_first = honours_order, newest_first
+        self.requests = 0
+
+    def page(self, stream, request) -> list[dict]:
+        self.requests += 1
+        assert request.page <= 30, "asked for a page past the cap"
+        rows = [r for r in self.rows if request.lo <= r[0] <= request.hi]
+        descending = (request.sort_order == "desc") if self.honours_order else self.newest_first
+        if descending:
+            rows.reverse()
+        start = (request.page - 1) * PER_PAGE
+        return [{"id": rid, stream.cursor_field: second} for second, _, rid in rows[start:start + PER_PAGE]]
+
+
+def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: int = 0):
+    """Drive windows sequentially, splitting a random splittable one every `split_every` pages."""
+    rng = random.Random(seed)
+    order = StreamOrder(stream)
+    windows = [Window(stream, lo, hi, order)]
+    ids, completed, pages = [], [], 0
+    while windows:
+        window = rng.choice(windows)
+        progress = window.take(request := window.next_request(), api.page(stream, request))
+        pages += 1
+        ids += [r["id"] for r in progress.records]
+        if progress.completed:
+            completed.append(progress.completed)
+        windows += progress.spawned
+        if window.finished:
+            windows.remove(window)
+        if split_every and pages % split_every == 0:
+            splittable = [w for w in windows if w.splittable]
+            if splittable:
+                windows.append(rng.choice(splittable).split())
+    return ids, completed
+
+
+def clustered_stamps(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
+    """Mostly spread out, with bursts that pile dozens to hundreds of records on single seconds."""
+    stamps = [rng.randrange(lo, hi + 1) for _ in range(n)]
+    for _ in range(5):
+        second = rng.randrange(lo, hi + 1)
+        stamps += [second] * rng.randrange(40, 400)
+    return stamps
+
+
+@pytest.mark.parametrize("honours_order", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_every_record_once_with_ties_splits_and_either_order(honours_order, seed):
+    rng = random.Random(seed)
+    stamps = clustered_stamps(rng, 3000, 1_000, 200_000)
+    api = FakeApi(stamps, honours_order=honours_order, seed=seed)
+    ids, completed = walk(api, RESPONSES, 0, 300_000, split_every=rng.choice([0, 3, 7]), seed=seed)
+    assert sorted(ids) == sorted(r[2] for r in api.rows)
+    assert merged(completed) == [(0, 300_000)]
+
+
+def test_a_quiet_window_costs_one_request():
+    api = FakeApi([5, 50, 500], honours_order=False)
+    ids, completed = walk(api, RESPONSES, 0, 10**9)
+    assert api.requests == 1 and sorted(ids) == [1000, 1001, 1002] and completed == [(0, 10**9)]
+
+
+def test_requests_stay_within_five_percent_of_the_minimum_in_one_window():
+    rng = random.Random(3)
+    api = FakeApi([rng.randrange(0, 10**7) for _ in range(20_000)], honours_order=True)
+    ids, _ = walk(api, END_USERS, 0, 10**7)
+    assert len(ids) == 20_000
+    assert api.requests <= 1.05 * (20_000 / PER_PAGE) + 1
+
+
+def test_a_second_over_the_cap_is_read_from_both_ends_when_the_order_is_honoured():
+    stamps = list(range(100, 400)) + [250] * 2100
+    api = FakeApi(stamps, honours_order=True)
+    ids, completed = walk(api, END_USERS, 0, 1000)
+    assert sorted(ids) == sorted(r[2] for r in api.rows)
+    assert merged(completed) == [(0, 1000)]
+
+
+@pytest.mark.parametrize("crowd, honours_order, reached", [(1600, False, 1500), (3100, True, 3000)])
+def test_a_second_beyond_both_readings_is_reported(crowd, honours_order, reached):
+    api = FakeApi(list(range(100, 200)) + [150] * crowd, honours_order=honours_order)
+    with pytest.raises(CrowdedSecond) as raised:
+        walk(api, RESPONSES, 0, 1000)
+    assert (raised.value.stream, raised.value.second, raised.value.reached) == ("responses", 150, reached)
+
+
+def test_a_crowded_first_second_of_unknown_order_splits_the_rest_off():
+    api = FakeApi([500] * 1600 + [10, 20, 900], honours_order=True)
+    ids, completed = walk(api, END_USERS, 500, 1000)
+    assert sorted(ids) == sorted(r[2] for r in api.rows if r[0] >= 500)
+    assert merged(completed) == [(500, 1000)]
+
+
+def test_an_unordered_page_or_a_record_outside_the_filter_stops_the_walk():
+    order = StreamOrder(RESPONSES)
+    window = Window(RESPONSES, 0, 100, order)
+    page = [{"id": i, "created_at": s} for i, s in enumerate([5, 9, 3] + [4] * 47)]
+    with pytest.raises(WootricError, match="not ordered by created_at"):
+        window.take(window.next_request(), page)
+    with pytest.raises(WootricError, match="did not apply the filter"):
+        window.take(window.next_request(), [{"id": 1, "created_at": 500}])
+
+
+def test_a_split_while_in_flight_drops_what_now_belongs_to_the_new_window():
+    order = StreamOrder(END_USERS)
+    order.value = "asc"
+    window = Window(END_USERS, 0, 1000, order, density=1.0)
+    request = window.next_request()
+    far = window.split()
+    assert (window.lo, window.hi, far.lo, far.hi) == (0, 500, 501, 1000)
+    page = [{"id": i, "updated_at": 480 + i} for i in range(PER_PAGE)]
+    progress = window.take(request, page)
+    assert window.finished and [r["id"] for r in progress.records] == list(range(21))
+    assert progress.completed == (0, 500)
+
+
+def test_uncovered_and_merged_ranges():
+    assert uncovered(0, 100, [(10, 20), (15, 30), (50, 60), (90, 200)]) == [(0, 9), (31, 49), (61, 89)]
+    assert uncovered(0, 100, []) == [(0, 100)]
+    assert uncovered(0, 100, [(0, 100)]) == []
+    assert merged([(5, 9), (0, 4), (20, 30), (25, 26)]) == [(0, 9), (20, 30)]
