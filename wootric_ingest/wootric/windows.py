@@ -30,6 +30,7 @@ ever needed at a window's own boundary second, and memory stays bounded by the r
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from wootric_ingest.streams import Stream
@@ -88,6 +89,13 @@ class StreamOrder:
         self.value = self.value or order
 
 
+def _identity(record: dict) -> object:
+    """What tells two readings of a record apart at a boundary second: its id, or the whole record when it has
+    no usable id (such a record is still handed over; landing rejects it with the reason)."""
+    rid = record.get("id")
+    return rid if isinstance(rid, (int, str)) else json.dumps(record, sort_keys=True, default=str)
+
+
 def uncovered(lo: int, hi: int, done: list[tuple[int, int]] | tuple = ()) -> list[tuple[int, int]]:
     """The parts of [lo, hi] that no range in `done` covers (all bounds inclusive Unix seconds)."""
     gaps, start = [], lo
@@ -120,11 +128,11 @@ class Window:
     one at the walked side of it, with the ids already yielded there (`_seen`).
     """
 
-    def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder, density: float | None = None):
+    def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder):
         self.stream, self.lo, self.hi = stream, lo, hi
         self.rem_lo, self.rem_hi = lo, hi
         self.order = order
-        self.density = density
+        self.density: float | None = None
         self.finished = False
         self._edge: int | None = None
         self._seen: set = set()
@@ -141,24 +149,28 @@ class Window:
 
     @property
     def splittable(self) -> bool:
-        """Only a keyset walk with a known order can hand its far part away."""
+        """Only a keyset walk with a known order, that has measured its own density, can hand its far part away."""
         return (not self.finished and self._continuation is None and self.order.value is not None
-                and self.rem_hi > self.rem_lo)
+                and self.density is not None and self.rem_hi > self.rem_lo)
 
     def estimated_records_left(self) -> float:
         """Records left, if the density of the last full page holds for the rest of the window."""
         return (self.density or 0.0) * (self.rem_hi - self.rem_lo + 1)
 
-    def split(self) -> Window:
-        """Keep the half next to the boundary; the far half becomes a new window."""
-        middle = (self.rem_lo + self.rem_hi) // 2
+    def split(self, parts: int) -> list[Window]:
+        """Cut what is left into `parts` equal spans of time: keep the one next to the boundary, return the others."""
+        lo, hi = self.rem_lo, self.rem_hi
+        parts = max(1, min(parts, hi - lo + 1))
+        cuts = [lo + (hi - lo + 1) * i // parts for i in range(parts + 1)]
+        spans = [(cuts[i], cuts[i + 1] - 1) for i in range(parts)]
+        if self.order.value == DESC:
+            spans.reverse()
+        (keep_lo, keep_hi), far = spans[0], spans[1:]
         if self.order.value == ASC:
-            far = Window(self.stream, middle + 1, self.rem_hi, self.order, self.density)
-            self.hi = self.rem_hi = middle
+            self.hi = self.rem_hi = keep_hi
         else:
-            far = Window(self.stream, self.rem_lo, middle, self.order, self.density)
-            self.lo = self.rem_lo = middle + 1
-        return far
+            self.lo = self.rem_lo = keep_lo
+        return [Window(self.stream, a, b, self.order) for a, b in far]
 
     def take(self, request: PageRequest, records: list[dict]) -> Progress:
         """Learn from the answer to `request` (this window's last `next_request()`)."""
@@ -173,7 +185,7 @@ class Window:
         self.order.learn(stamps)
         full = len(records) >= PER_PAGE
         kept = [(r, s) for r, s in zip(records, stamps) if self.lo <= s <= self.hi]
-        fresh = [r for r, s in kept if not (s == self._edge and r["id"] in self._seen)]
+        fresh = [r for r, s in kept if not (s == self._edge and _identity(r) in self._seen)]
         duplicates = len(kept) - len(fresh)
         if not full or len(kept) < len(records):
             return self._finish(fresh, duplicates)
@@ -183,18 +195,18 @@ class Window:
             self._page_within(request, records, last)
         else:
             self._continuation = None
-            self._edge, self._seen = last, {r["id"] for r, s in zip(records, stamps) if s == last}
+            self._edge, self._seen = last, {_identity(r) for r, s in zip(records, stamps) if s == last}
             self._advance_to(last)
         return Progress(fresh, self._newly_completed(), duplicates=duplicates)
 
     def _page_within(self, request: PageRequest, records: list[dict], second: int) -> None:
         """A whole page of one second: page on through it, from the other end past page 30."""
         if request.page == 1 or second != self._edge:
-            self._first_id = records[0]["id"]
+            self._first_id = _identity(records[0])
         if second != self._edge:
             self._edge, self._seen = second, set()
-        self._seen.update(r["id"] for r in records)
-        self._last_id = records[-1]["id"]
+        self._seen.update(_identity(r) for r in records)
+        self._last_id = _identity(records[-1])
         self._advance_to(second)
         if request.page < MAX_PAGE:
             self._continuation = replace(request, page=request.page + 1)
@@ -203,14 +215,14 @@ class Window:
 
     def _take_reverse(self, request: PageRequest, records: list[dict]) -> Progress:
         """A page of the crowded second `_edge` read backwards, until it meets the forward reading."""
-        ids = [r["id"] for r in records]
+        ids = [_identity(r) for r in records]
         if request.page == 1 and ids and ids[0] == self._first_id:
             raise self._crowded()
         met = next((i for i, rid in enumerate(ids) if rid in self._seen), None)
         if met is not None and ids[met] != self._last_id:
             raise self._crowded()
-        fresh = [r for r in records[:met] if r["id"] not in self._reverse_seen]
-        self._reverse_seen.update(r["id"] for r in fresh)
+        fresh = [r for r in records[:met] if _identity(r) not in self._reverse_seen]
+        self._reverse_seen.update(_identity(r) for r in fresh)
         if met is None and len(records) >= PER_PAGE:
             if request.page >= MAX_PAGE:
                 raise self._crowded()
@@ -228,7 +240,7 @@ class Window:
             self.rem_hi = second - 1
         else:
             if second > self.rem_lo:
-                spawned.append(Window(self.stream, self.rem_lo, second - 1, self.order, self.density))
+                spawned.append(Window(self.stream, self.rem_lo, second - 1, self.order))
             self.lo = self.rem_lo = second + 1
             if self.rem_lo > self.rem_hi:
                 self.finished = True
