@@ -51,7 +51,7 @@ def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: 
         if split_every and pages % split_every == 0:
             splittable = [w for w in windows if w.splittable]
             if splittable:
-                windows.append(rng.choice(splittable).split())
+                windows += rng.choice(splittable).split(rng.randint(2, 4))
     return ids, completed
 
 
@@ -125,14 +125,29 @@ def test_an_unordered_page_or_a_record_outside_the_filter_stops_the_walk():
 def test_a_split_while_in_flight_drops_what_now_belongs_to_the_new_window():
     order = StreamOrder(END_USERS)
     order.value = "asc"
-    window = Window(END_USERS, 0, 1000, order, density=1.0)
+    window = Window(END_USERS, 0, 1000, order)
+    window.density = 1.0
     request = window.next_request()
-    far = window.split()
-    assert (window.lo, window.hi, far.lo, far.hi) == (0, 500, 501, 1000)
+    [far] = window.split(2)
+    assert (window.lo, window.hi, far.lo, far.hi) == (0, 499, 500, 1000)
     page = [{"id": i, "updated_at": 480 + i} for i in range(PER_PAGE)]
     progress = window.take(request, page)
-    assert window.finished and [r["id"] for r in progress.records] == list(range(21))
-    assert progress.completed == (0, 500)
+    assert window.finished and [r["id"] for r in progress.records] == list(range(20))
+    assert progress.completed == (0, 499)
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_a_split_keeps_the_part_next_to_the_boundary_and_cuts_the_rest_evenly(newest_first):
+    order = StreamOrder(RESPONSES)
+    order.value = "desc" if newest_first else "asc"
+    window = Window(RESPONSES, 0, 99, order)
+    assert not window.splittable, "a window that has not measured its density must not be split"
+    window.density = 1.0
+    far = window.split(4)
+    kept = (window.lo, window.hi)
+    spans = sorted([kept] + [(w.lo, w.hi) for w in far])
+    assert spans == [(0, 24), (25, 49), (50, 74), (75, 99)]
+    assert kept == ((75, 99) if newest_first else (0, 24))
 
 
 def test_uncovered_and_merged_ranges():

@@ -34,8 +34,8 @@ from wootric_ingest.wootric.windows import PER_PAGE, PageRequest, StreamOrder, W
 
 log = logging.getLogger(__name__)
 
-SPLIT_AT = 4 * PER_PAGE
-"""A window is split only when it seems to hold this many records more: two pages for each half."""
+SPLIT_AT = 2 * PER_PAGE
+"""Each part of a split window should hold at least this many records by its density, two pages."""
 LATENCY_MARGIN = 1.25
 TOKEN_ATTEMPTS = 3
 """Tokens one request may try: each 401 renews the token once; fresh tokens refused again and again is a fault."""
@@ -87,7 +87,6 @@ class WootricClient:
         """
         order = StreamOrder(stream)
         queue = deque(Window(stream, lo, hi, order) for lo, hi in uncovered(_second(since), _second(until), done))
-        self.stats.add(windows=len(queue))
         log.info("%s: walking %s..%s by %s in %d window(s)", stream.name, since.isoformat(), until.isoformat(),
                  stream.cursor_filter, len(queue))
         return self._walk(stream, queue)
@@ -102,18 +101,26 @@ class WootricClient:
             request = window.next_request()
             flying[pool.submit(self._page, stream, request, cancel)] = (window, request)
 
+        def open_windows(windows: list[Window]) -> None:
+            self.stats.add(windows=len(windows))
+            live_edge.opened(len(windows))
+
         def fill() -> None:
             while queue and len(flying) < self.api.max_concurrency:
                 launch(queue.popleft())
-            while len(flying) < self._wanted_in_flight():
+            while (slots := self._wanted_in_flight() - len(flying)) > 0:
                 widest = max((w for w, _ in flying.values() if w.splittable),
                              key=Window.estimated_records_left, default=None)
-                if widest is None or widest.estimated_records_left() < SPLIT_AT:
+                parts = min(slots + 1, int(widest.estimated_records_left() // SPLIT_AT) + 1) if widest else 1
+                if parts < 2:
                     return
-                launch(widest.split())
-                self.stats.add(windows=1)
+                split_off = widest.split(parts)
+                open_windows(split_off)
+                for window in split_off:
+                    launch(window)
 
         try:
+            open_windows(list(queue))
             fill()
             while flying:
                 finished, _ = wait(flying, return_when=FIRST_COMPLETED)
@@ -121,13 +128,13 @@ class WootricClient:
                     window, request = flying.pop(future)
                     progress = window.take(request, future.result())
                     queue.extend(progress.spawned)
-                    if window.finished and (flying or queue):
-                        live_edge.left_early(window)
+                    open_windows(progress.spawned)
+                    if window.finished:
+                        live_edge.finished(window)
                     if not flying and not queue:
-                        queue.extend(live_edge.rewalk(window.order))
-                        self.stats.add(windows=len(queue))
-                    self.stats.add(pages=1, records=len(progress.records), duplicates=progress.duplicates,
-                                   windows=len(progress.spawned))
+                        queue.extend(again := live_edge.rewalk(window.order))
+                        self.stats.add(windows=len(again))
+                    self.stats.add(pages=1, records=len(progress.records), duplicates=progress.duplicates)
                     if not window.finished:
                         launch(window)
                     fill()
@@ -172,26 +179,35 @@ class LiveEdge:
     """Records that move while we walk, and where to look for them again.
 
     Updating an end user moves it to "now" on the `updated` filter. A window that has finished cannot
-    see what lands in it afterwards, so an end user that moved from a part another window had not yet
-    reached into the part of a window already finished would be missed. Only the live edge (from just
-    before the run started) can receive such records: each part of it that finished while other windows
-    were still walking is walked once more when they are all done. Streams walked by `created` never
-    move, so they need nothing of this.
+    see what lands in it afterwards, so with several windows an end user could move from a part one
+    window had not reached yet into the part of another window that had already finished. Only the
+    live edge (from just before the run started) can receive such records, so when more than one
+    window walked, the live edge of every finished window is walked once more at the end (by one
+    window, unless the moved records are many). A single window needs nothing: what it has not reached
+    can only move ahead of it. Streams walked by `created` never move.
     """
 
     def __init__(self, stream: Stream, since: float):
         self._moves = stream.cursor_field == "updated_at"
         self._since = math.floor(since)
         self._ranges: list[tuple[int, int]] = []
+        self._windows = 0
 
-    def left_early(self, window: Window) -> None:
+    def opened(self, windows: int) -> None:
+        self._windows += windows
+
+    def finished(self, window: Window) -> None:
         if self._moves and window.hi >= self._since:
             self._ranges.append((max(window.lo, self._since), window.hi))
 
     def rewalk(self, order: StreamOrder) -> list[Window]:
-        """Windows over the parts of the live edge that finished early (none the second time)."""
+        """Windows over the live edge when several windows walked it, else none."""
         ranges, self._ranges = self._ranges, []
-        return [Window(order.stream, lo, hi, order) for lo, hi in merged(ranges)]
+        if self._windows < 2:
+            return []
+        windows = [Window(order.stream, lo, hi, order) for lo, hi in merged(ranges)]
+        self._windows = len(windows)
+        return windows
 
 
 def _second(instant: datetime) -> int:
