@@ -4,12 +4,19 @@ the run, none lands twice."""
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wootric_ingest.config import ApiConfig, Auth
+from wootric_ingest.rejects import RejectedRecords, split
 from wootric_ingest.sandbox import Sandbox, SandboxOptions
+from wootric_ingest.shaping import STAGED_SCHEMA, shape
+from wootric_ingest.staging import StagingArea
 from wootric_ingest.streams import STREAMS
 from wootric_ingest.wootric import RetryPolicy, WootricClient
 
@@ -81,3 +88,85 @@ def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox
         got = [r for batch in client.pages(STREAMS["responses"], SINCE, UNTIL) for r in batch.records]
     assert sorted(map(identity, got)) == sorted(map(identity, sb.truth))
     assert sum(1 for r in got if "id" not in r) == 420 // 50
+
+
+# ------------------------------------------------------------------------------- shaping: a row or a rejection
+
+def usable_id(record) -> str | None:
+    """The key a record lands under, decided here in plain Python: a whole number or a non-blank string."""
+    if not isinstance(record, dict):
+        return None
+    rid = record.get("id")
+    if isinstance(rid, bool) or rid is None:
+        return None
+    if isinstance(rid, int):
+        return str(rid) if abs(rid) < 10 ** 38 else None  # beyond DECIMAL(38): not a number Spark keeps whole
+    if isinstance(rid, str):
+        return rid if re.search(r"[^ \t\n\x0b\f\r]", rid) else None
+    return None
+
+
+scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10 ** 45), max_value=10 ** 45)
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+           | st.sampled_from(["ten", "", " ", "\u0000", "👍🏽", "2018-01-02 23:03:41 -0800", "yesterday"]))
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+field_names = st.sampled_from(["id", "score", "text", "created_at", "updated_at", "tags", "notes", "end_user",
+                               "properties", "settings", "last_response", "completed", "external_created_at"])
+records = st.dictionaries(field_names, json_values, max_size=8) | json_values
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(records, min_size=1, max_size=6), stream=st.sampled_from(sorted(STREAMS)))
+def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, batch, stream):
+    with tempfile.TemporaryDirectory() as root:
+        staging = StagingArea(root, "run-1", stream)
+        staging.write(batch, fetched_at=1700000000.0)
+        staging.flush()
+        staged = spark.read.schema(STAGED_SCHEMA).json(staging.parts())
+        keyed, rejected = split(staged)
+        rows = shape(keyed, STREAMS[stream], "run-1").collect()
+        reasons = [r["reason"] for r in rejected.collect()]
+
+    expected = [usable_id(r) for r in batch]
+    assert len(rows) + len(reasons) == len(batch)
+    assert sorted(r["id"] for r in rows) == sorted(k for k in expected if k is not None)
+    assert len(reasons) == expected.count(None) and all(reasons)
+    for row in rows:
+        assert json.loads(row["_raw"]) is not None
+
+
+def staged_lines(spark, *records):
+    lines = [json.dumps({"fetched_at": 1700000000.0, "record": r}) for r in records]
+    return spark.read.schema(STAGED_SCHEMA).json(spark.sparkContext.parallelize(lines, 1))
+
+
+def test_each_reason_a_record_cannot_be_keyed_is_named(spark):
+    keyed, rejected = split(staged_lines(
+        spark, {"id": 1}, {"id": "R-7"}, {"id": "12"}, {"id": 123456789012345678901234567890},
+        {"text": "no id"}, {"id": None}, {"id": True}, {"id": {"a": 1}}, {"id": [1]}, {"id": 1.5}, {"id": " "},
+        "a string", [1, 2], None, 42))
+    assert sorted(r["record"] for r in keyed.collect()) == sorted(
+        ['{"id":1}', '{"id":"R-7"}', '{"id":"12"}', '{"id":123456789012345678901234567890}'])
+    assert [r["reason"] for r in rejected.collect()] == [
+        "no id", "no id", "the id is a boolean", "the id is an object", "the id is an array",
+        "the id is not a whole number", "the id is a blank string", "not a JSON object", "not a JSON object",
+        "not a JSON object", "not a JSON object"]
+
+
+def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetched(spark, tmp_path):
+    table = RejectedRecords(spark, str(tmp_path), {})
+    first = staged_lines(spark, {"text": "no id"}, {"id": True}, {"text": "no id"})
+    _, rejected = split(first)
+    assert table.record("responses", "run-1", rejected) == 2
+    _, again = split(staged_lines(spark, {"text": "no id"}, {"id": [3]}))
+    assert table.record("responses", "run-2", again) == 2
+    _, none = split(staged_lines(spark, {"id": 1}))
+    assert table.record("responses", "run-3", none) == 0
+
+    rows = {r["record"]: r for r in spark.read.format("delta").load(table.path).collect()}
+    assert set(rows) == {'{"text":"no id"}', '{"id":true}', '{"id":[3]}'}
+    assert (rows['{"text":"no id"}']["first_run_id"], rows['{"text":"no id"}']["last_run_id"]) == ("run-1", "run-2")
+    assert (rows['{"id":true}']["first_run_id"], rows['{"id":true}']["last_run_id"]) == ("run-1", "run-1")
+    assert rows['{"id":[3]}']["reason"] == "the id is an array"
+    assert {r["stream"] for r in rows.values()} == {"responses"}

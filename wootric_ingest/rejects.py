@@ -1,0 +1,107 @@
+"""Records that cannot be keyed: kept with the reason in `{root}/_wootric_ingest/rejected`, never dropped.
+
+A record becomes a row whenever it has an id: values that do not fit their column land as null (counted in
+the run history, the original kept in `_raw`). A record without a usable id cannot: a MERGE by id would not
+know which row it is. Those go to one Delta table for every stream, beside the run history, so a single query
+shows whatever the API sent that the tables could not take:
+
+    SELECT stream, reason, last_run_id, record FROM delta.`<root>/_wootric_ingest/rejected`
+
+A usable id is a whole JSON number or a string with a non-blank character (the tables store ids as strings,
+so `12` and `"12"` are the same record). A record is stored once per stream, keyed on a hash of its text,
+however many runs fetch it again (the look-back re-reads a bad response every day, and a replayed run lands
+the same staging twice); `first_run_id` and `last_run_id` tell when it was seen.
+"""
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+
+from wootric_ingest.sink import ensure_table, with_retries
+
+REJECTED_DIR = "_wootric_ingest/rejected"
+
+
+def _col(name: str, dtype, comment: str) -> StructField:
+    return StructField(name, dtype, nullable=True, metadata={"comment": comment})
+
+
+REJECTED_SCHEMA = StructType([
+    _col("stream", StringType(), "The Wootric stream the record came from"),
+    _col("record_sha256", StringType(), "SHA-256 of the record's text: the same record is stored once per stream"),
+    _col("reason", StringType(), "Why the record could not become a row"),
+    _col("record", StringType(), "The record as the API sent it (JSON)"),
+    _col("first_run_id", StringType(), "The run that first fetched it"),
+    _col("last_run_id", StringType(), "The run that fetched it most recently"),
+    _col("first_fetched_at", TimestampType(), "When it was first fetched (UTC)"),
+    _col("last_fetched_at", TimestampType(), "When it was most recently fetched (UTC)"),
+])
+
+_WHOLE = r"^(BIGINT|INT|SMALLINT|TINYINT|DECIMAL\([0-9]+,0\))$"
+
+
+def key_problem(record: Column) -> Column:
+    """Over a staged record's JSON text: why it cannot be keyed, or null when its id is usable.
+
+    The staged reader keeps an object record as its JSON text; anything else (a string, a number, an array,
+    null) is not a record. The id's JSON type comes from parsing it as a VARIANT, so `true` and `"true"` differ.
+    """
+    id_value = F.from_json(record, "struct<id: variant>")["id"]
+    kind = F.call_function("schema_of_variant", id_value)
+    text = F.call_function("variant_get", id_value, F.lit("$"), F.lit("string"))
+    return (
+        F.when(record.isNull() | ~F.ltrim(record).startswith("{"), F.lit("not a JSON object"))
+        .when(id_value.isNull() | (kind == "VOID"), F.lit("no id"))
+        .when(kind.rlike(_WHOLE), F.lit(None))
+        .when(kind == "STRING", F.when(text.rlike(r"\S"), F.lit(None)).otherwise(F.lit("the id is a blank string")))
+        .when(kind == "BOOLEAN", F.lit("the id is a boolean"))
+        .when(kind.startswith("OBJECT"), F.lit("the id is an object"))
+        .when(kind.startswith("ARRAY"), F.lit("the id is an array"))
+        .otherwise(F.lit("the id is not a whole number"))
+    )
+
+
+def split(staged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Staged lines → (those that can be keyed, the others with a `reason` column)."""
+    judged = staged.withColumn("_key_problem", key_problem(F.col("record")))
+    keyed = judged.where(F.col("_key_problem").isNull()).drop("_key_problem")
+    rejected = judged.where(F.col("_key_problem").isNotNull()).withColumnRenamed("_key_problem", "reason")
+    return keyed, rejected
+
+
+class RejectedRecords:
+    """The rejected-records table under a catalog root."""
+
+    def __init__(self, spark: SparkSession, root: str, properties: dict[str, str]):
+        self.spark, self.properties = spark, properties
+        self.path = f"{root.rstrip('/')}/{REJECTED_DIR}"
+
+    def record(self, stream: str, run_id: str, rejected: DataFrame) -> int:
+        """Store a run's rejected records of one stream (each once); how many distinct ones there were."""
+        fetched = F.timestamp_seconds("fetched_at")
+        rows = (rejected
+                .groupBy(F.lit(stream).alias("stream"),
+                         F.sha2(F.coalesce("record", F.lit("null")), 256).alias("record_sha256"))
+                .agg(F.first("reason").alias("reason"), F.first("record").alias("record"),
+                     F.min(fetched).alias("first_fetched_at"), F.max(fetched).alias("last_fetched_at"))
+                .withColumns({"first_run_id": F.lit(run_id), "last_run_id": F.lit(run_id)})
+                .select(*REJECTED_SCHEMA.fieldNames())
+                .cache())
+        try:
+            count = rows.count()
+            if count:
+                ensure_table(self.spark, self.path, REJECTED_SCHEMA, self.properties)
+
+                def attempt() -> None:
+                    (DeltaTable.forPath(self.spark, self.path).alias("t")
+                     .merge(rows.alias("s"), "t.stream = s.stream AND t.record_sha256 = s.record_sha256")
+                     .whenMatchedUpdate(set={"last_run_id": "s.last_run_id", "last_fetched_at": "s.last_fetched_at"})
+                     .whenNotMatchedInsertAll()
+                     .execute())
+
+                with_retries(attempt, f"recording rejected {stream} records in {self.path}")
+            return count
+        finally:
+            rows.unpersist()
