@@ -99,7 +99,7 @@ class Transport:
                 if status == 429:
                     self._stats.add(throttled_429=1)
                     log.warning("%s: HTTP 429; waiting for the rate-limit window to reset", endpoint)
-                    self._check_deadline(method, endpoint, started, attempt, "HTTP 429")
+                    self._check_deadline(endpoint, started, attempt, "HTTP 429")
                     attempt += 1
                     continue
                 body = _json(response)
@@ -108,7 +108,7 @@ class Transport:
                         self._observe_latency(time.monotonic() - sent)
                     return Answer(status, body, response.headers)
                 problem = f"HTTP {status}" if status >= 500 else f"HTTP {status} without a JSON {expect.__name__}"
-            self._check_deadline(method, endpoint, started, attempt, problem)
+            self._check_deadline(endpoint, started, attempt, problem)
             delay = self._retry.delay(attempt)
             attempt += 1
             self._stats.add(retries=1)
@@ -125,7 +125,7 @@ class Transport:
         for session in sessions:
             session.close()
 
-    def _check_deadline(self, method: str, endpoint: str, started: float, attempt: int, problem: str) -> None:
+    def _check_deadline(self, endpoint: str, started: float, attempt: int, problem: str) -> None:
         elapsed = time.monotonic() - started
         if elapsed >= self._retry.give_up_after:
             raise GaveUp(endpoint, elapsed, attempt + 1, problem)
