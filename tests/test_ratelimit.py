@@ -1,4 +1,5 @@
-"""The shared rate limiter: never over the window's budget, whatever the threads and answer order."""
+"""The shared rate limiter: never over the window's budget, whatever the threads and answer order, and
+not one permit under it either."""
 from __future__ import annotations
 
 import random
@@ -14,7 +15,7 @@ def headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
 
 
 class FixedWindowServer:
-    """Counts requests in fixed windows from the first one, like Wootric; remembers the worst window."""
+    """Counts requests in fixed windows from the first one, like Wootric, in the window they arrive in."""
 
     def __init__(self, limit: int, window: float):
         self.limit, self.window = limit, window
@@ -32,6 +33,33 @@ class FixedWindowServer:
             return headers(self.limit, max(0, self.limit - self.counts[index]), reset)
 
 
+def run_threads(limiter: RateLimiter, server: FixedWindowServer, requests: int, *, transit: float,
+                answer: float, threads: int = 8, seed: int = 5) -> None:
+    """`requests` requests through `threads` threads, each spending up to `transit` s on the way to the
+    server (so one sent just before a reset may arrive after it) and up to `answer` s on the way back."""
+    rng = random.Random(seed)
+    delays = [(rng.uniform(0, transit), rng.uniform(0, answer)) for _ in range(requests)]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not delays:
+                    return
+                there, back = delays.pop()
+            permit = limiter.acquire()
+            time.sleep(there)
+            answer_headers = server.hit()
+            time.sleep(back)
+            limiter.release(permit, answer_headers)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+
+
 def test_quota_headers_are_read_as_epoch_or_seconds_from_now():
     assert Quota.from_headers(headers(100, 7, 1_700_000_060), 1_700_000_000) == Quota(100, 7, 1_700_000_060)
     assert Quota.from_headers(headers(100, 7, 30), 1_700_000_000) == Quota(100, 7, 1_700_000_030)
@@ -39,87 +67,107 @@ def test_quota_headers_are_read_as_epoch_or_seconds_from_now():
     assert Quota.from_headers(None, 0) is None
 
 
-def test_threads_never_exceed_a_window_and_use_all_of_it():
+def test_threads_answered_out_of_order_spend_every_window_to_the_last_request():
     server = FixedWindowServer(limit=10, window=0.4)
+    run_threads(RateLimiter(requests_per_minute=100), server, 80, transit=0.0, answer=0.05)
+    counts = [server.counts.get(i, 0) for i in range(max(server.counts) + 1)]
+    assert sum(counts) == 80
+    assert counts == [10] * 8, "a window was left part unused, or went over"
+
+
+def test_requests_that_arrive_after_the_reset_they_were_sent_before_never_overrun_the_new_window():
+    for seed in range(3):
+        server = FixedWindowServer(limit=10, window=0.3)
+        run_threads(RateLimiter(requests_per_minute=100), server, 60, transit=0.08, answer=0.04, seed=seed)
+        assert max(server.counts.values()) <= 10, server.counts
+        assert sum(server.counts.values()) == 60
+
+
+def test_answers_coming_back_in_reverse_order_of_arrival_leave_the_budget_whole():
     limiter = RateLimiter(requests_per_minute=100)
-    rng = random.Random(5)
-    delays = [rng.uniform(0.0, 0.05) for _ in range(80)]
-
-    def worker():
-        while True:
-            with lock:
-                if not delays:
-                    return
-                delay = delays.pop()
-            limiter.acquire()
-            answer = server.hit()
-            time.sleep(delay)  # answers come back out of order
-            limiter.release(answer)
-
-    lock = threading.Lock()
-    started = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    assert max(server.counts.values()) <= 10, server.counts
-    assert sum(server.counts.values()) == 80
-    assert elapsed < 8 * 0.4 * 1.3, "the limiter left windows unused"
+    reset = time.time() + 1
+    permits = [limiter.acquire() for _ in range(5)]
+    for arrived, permit in reversed(list(enumerate(permits, start=1))):
+        limiter.release(permit, headers(10, 10 - arrived, reset))
+    for _ in range(5):
+        assert limiter.acquire().waited < 0.05
+    started = time.time()
+    limiter.acquire(threading.Event())
+    assert time.time() - started > 0.8, "an eleventh request went out in a window of ten"
 
 
 def test_another_client_on_the_account_lowers_the_budget_until_the_reset():
     limiter = RateLimiter(requests_per_minute=100)
-    limiter.acquire()
+    first = limiter.acquire()
     reset = time.time() + 0.5
-    limiter.release(headers(100, 2, reset))
-    assert limiter.acquire() < 0.05 and limiter.acquire() < 0.05
-    limiter.release(None)
-    limiter.release(None)
-    waited = limiter.acquire()
-    assert time.time() >= reset and waited >= 0.4
+    limiter.release(first, headers(100, 2, reset))
+    second, third = limiter.acquire(), limiter.acquire()
+    assert second.waited < 0.05 and third.waited < 0.05
+    limiter.release(second, None)
+    limiter.release(third, None)
+    assert limiter.acquire().waited >= 0.4 and time.time() >= reset
 
 
 def test_a_429_stops_everyone_until_the_reset_or_for_one_learnt_window_without_headers():
     limiter = RateLimiter(requests_per_minute=100)
-    limiter.acquire()
-    limiter.release(headers(100, 90, time.time() + 0.5))
-    limiter.acquire()
+    limiter.release(limiter.acquire(), headers(100, 90, time.time() + 0.5))
+    permit = limiter.acquire()
     reset = time.time() + 0.3
-    limiter.release(headers(100, 0, reset), throttled=True)
-    limiter.acquire()
+    limiter.release(permit, headers(100, 0, reset), throttled=True)
+    permit = limiter.acquire()
     assert time.time() >= reset
-    limiter.release(None, throttled=True)
-    waited = limiter.acquire()
+    limiter.release(permit, None, throttled=True)
+    waited = limiter.acquire().waited
     assert 0.3 <= waited < 2.0, "a 429 without headers should wait about one window, not the assumed minute"
 
 
 def test_requests_in_flight_at_the_reset_are_charged_to_the_new_window():
     limiter = RateLimiter(requests_per_minute=5)
-    limiter.acquire()
-    reset = time.time() + 0.2
-    limiter.release(headers(5, 4, reset))
-    for _ in range(4):
-        limiter.acquire()
+    limiter.release(limiter.acquire(), headers(5, 4, reset := time.time() + 0.2))
+    in_flight = [limiter.acquire() for _ in range(4)]
     time.sleep(0.3)
     limiter.acquire()  # new window: 5 - 4 in flight = 1 permit
     started = time.time()
-    limiter.release(headers(5, 4, reset + 0.2))
+    limiter.release(in_flight[0], headers(5, 4, reset + 0.2))
     limiter.acquire()
     assert time.time() - started >= 0.05, "a fifth request went out while four were still in flight"
 
 
+def test_an_answer_without_headers_is_charged_to_the_next_window_unless_it_came_back_before_the_reset():
+    limiter = RateLimiter(requests_per_minute=100)
+    token = limiter.acquire()
+    limiter.release(token, None)  # the token endpoint: counts, says nothing; came back before `placed`
+    placed = limiter.acquire()
+    limiter.release(placed, headers(3, 1, time.time() + 0.2))  # 3 - 1 = 2 counted: the token and `placed`
+    late = limiter.acquire()
+    limiter.release(late, None)  # may have arrived after the reset
+    time.sleep(0.25)
+    assert limiter.acquire().waited < 0.05 and limiter.acquire().waited < 0.05
+    started = time.time()
+    limiter.acquire()
+    assert time.time() - started >= 0.1, "the late answer without headers was not charged to the new window"
+
+
 def test_a_late_answer_from_an_ended_window_does_not_raise_the_budget():
     limiter = RateLimiter(requests_per_minute=100)
-    limiter.acquire()
-    limiter.acquire()
+    straggler = limiter.acquire()
+    answered = limiter.acquire()
     first = time.time() + 0.1
-    limiter.release(headers(3, 1, first))
+    limiter.release(answered, headers(3, 1, first))
     time.sleep(0.15)
     second = time.time() + 0.3
-    limiter.acquire()
-    limiter.release(headers(3, 0, second))
-    limiter.release(headers(3, 2, first))  # the straggler of the first window
+    limiter.release(limiter.acquire(), headers(3, 0, second))
+    limiter.release(straggler, headers(3, 2, first))
     limiter.acquire()
     assert time.time() >= second
+
+
+def test_a_429_from_an_ended_window_does_not_stop_the_current_one():
+    limiter = RateLimiter(requests_per_minute=100)
+    straggler = limiter.acquire()
+    first = time.time() + 0.1
+    limiter.release(limiter.acquire(), headers(10, 8, first))
+    time.sleep(0.15)
+    limiter.release(limiter.acquire(), headers(10, 9, time.time() + 0.3))
+    limiter.release(straggler, headers(10, 0, first), throttled=True)
+    assert limiter.acquire().waited < 0.05

@@ -3,19 +3,26 @@
 Wootric counts requests per account in fixed windows and says where we stand in three headers:
 `X-Rate-Limit-Limit`, `X-Rate-Limit-Remaining` and `X-Rate-Limit-Reset` (Unix seconds when the window
 resets). The limit is the physical ceiling of an extraction, so the limiter spends the whole budget of
-each window and never one request more:
+each window and never one request more. It counts its own requests, and learns other clients' from the
+headers:
 
-- a permit is taken before a request is sent and the request counts as *in flight* until its answer is
-  back: the server may not have counted it yet, so it is subtracted from whatever the headers say;
-- an answer from the current window can only lower the budget (to `remaining` less what is in flight).
-  Answers arrive out of order across threads and lowering is the safe direction; a budget lower than
-  our own count means another client is using the account;
-- when the reset time passes the budget is the limit less what is in flight (those may land in the new
-  window), and an answer from a newer window than ours resets the budget at once;
-- before the first headers arrive, and for the token endpoint (which may count but sends none), the
-  configured requests per minute is assumed;
+- a request counts in the window in which it *arrives*. Each permit is charged to the window current
+  when it is granted and, while its request is in flight, to every window that begins before the
+  answer is back (a request sent just before a reset may arrive after it);
+- the budget is the limit, less what we charged to the window, less what other clients used in it.
+  An answer's `limit - remaining` counts what had arrived by then, which is never more than we charged
+  while we are the account's only client (whatever order requests arrive and answers come back in);
+  anything above that is another client's. Subtracting every request in flight from `remaining`
+  instead would count twice those that have arrived but are not answered yet: at one second per page
+  that left a tenth of each window unused;
+- a window ends when its reset time passes (plus a margin for the server's clock and ours), or as
+  soon as an answer shows the server counting in a newer one. An answer without headers (the token
+  endpoint, a proxy's error page, a broken connection) cannot say which window it counted in, so it is
+  charged to the next window as well, unless it came back before a request was sent that still counted
+  in the old one (then it arrived before the reset);
+- before the first headers, the configured requests per minute over an assumed 60 s window;
 - a 429 (another client got there first) stops every thread until the window resets, or for one
-  window when the answer carries no headers.
+  learnt window when the answer carries no headers.
 """
 from __future__ import annotations
 
@@ -53,6 +60,15 @@ class Quota:
         return cls(limit, remaining, reset if reset > 1e9 else now + reset)
 
 
+@dataclass(frozen=True)
+class Permit:
+    """Leave to send one request: when it was granted (before the request can arrive anywhere) and how
+    long the thread waited for it."""
+
+    granted_at: float
+    waited: float
+
+
 class RateLimiter:
     """One account's request budget, handed out as permits to any number of threads."""
 
@@ -62,14 +78,17 @@ class RateLimiter:
         self._limit = requests_per_minute
         self._window = ASSUMED_WINDOW
         self._window_learnt = False
-        self._budget = requests_per_minute
         self._in_flight = 0
         self._resets_at: float | None = None
         self._began: float | None = None
         self._ended = -math.inf
+        self._charged = 0
+        self._others = 0
+        self._placed_until = -math.inf
+        self._unplaced: list[float] = []
 
-    def acquire(self, cancel: threading.Event | None = None) -> float:
-        """Wait for a permit to send one request; returns the seconds spent waiting."""
+    def acquire(self, cancel: threading.Event | None = None) -> Permit:
+        """Wait for a permit to send one request."""
         start = self._clock()
         with self._cond:
             if self._began is None:
@@ -78,26 +97,28 @@ class RateLimiter:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled("extraction closed")
                 now = self._clock()
-                self._roll(now)
-                if self._budget > 0:
-                    self._budget -= 1
+                if now >= self._deadline() + self._margin():
+                    self._roll(now)
+                if self._charged + self._others < self._limit:
+                    self._charged += 1
                     self._in_flight += 1
-                    return now - start
+                    return Permit(now, now - start)
                 self._cond.wait(min(0.25, max(0.001, self._deadline() + self._margin() - now)))
 
-    def release(self, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
+    def release(self, permit: Permit, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
         """The answer to a permitted request is back (headers None when there was no answer)."""
         with self._cond:
             self._in_flight -= 1
             now = self._clock()
             quota = Quota.from_headers(headers, now)
-            if quota is not None:
-                self._observe(quota, now)
-            if throttled:
-                self._budget = 0
-                if quota is not None and quota.reset > now:
-                    self._resets_at = max(quota.reset, self._resets_at or quota.reset)
-                elif quota is None:
+            current = True
+            if quota is None:
+                self._unplaced.append(now)
+            else:
+                current = self._observe(quota, permit, now)
+            if throttled and current:
+                self._others = self._limit
+                if quota is None:
                     self._resets_at, self._began = None, now
             self._cond.notify_all()
 
@@ -106,17 +127,34 @@ class RateLimiter:
         with self._cond:
             return self._limit / self._window
 
-    def _observe(self, quota: Quota, now: float) -> None:
+    def _observe(self, quota: Quota, permit: Permit, now: float) -> bool:
+        """Learn from an answer's headers; False when it counted in a window that is already over."""
         self._limit = quota.limit
         self._learn_window(quota.reset - now)
         if quota.reset <= self._ended + _SAME_RESET:
-            return
-        fresh = quota.remaining - self._in_flight
-        if self._resets_at is not None and quota.reset > self._resets_at + _SAME_RESET:
-            self._ended, self._resets_at, self._budget = self._resets_at, quota.reset, fresh
-        else:
+            return False
+        if self._resets_at is None:
             self._resets_at = quota.reset
-            self._budget = min(self._budget, fresh)
+        elif quota.reset > self._resets_at + _SAME_RESET:
+            self._roll(now, counted=1)
+            self._resets_at = quota.reset
+        elif quota.reset < self._resets_at - _SAME_RESET:
+            return True  # a window between the ended one and ours: nothing to learn, but a 429 still stops us
+        self._placed_until = max(self._placed_until, permit.granted_at)
+        self._others = max(self._others, quota.limit - quota.remaining - self._charged)
+        return True
+
+    def _roll(self, now: float, *, counted: int = 0) -> None:
+        """A new window begins; `counted` answers already came back from it. What may still arrive in it
+        is charged to it: requests in flight, and answers without headers that may have arrived after the
+        reset."""
+        if self._resets_at is not None:
+            self._ended = self._resets_at
+        unplaced = sum(1 for released in self._unplaced if released > self._placed_until)
+        self._charged = self._in_flight + unplaced + counted
+        self._others = 0
+        self._resets_at, self._began = None, now
+        self._placed_until, self._unplaced = -math.inf, []
 
     def _learn_window(self, span: float) -> None:
         """The window is at least as long as any reset we were told lies ahead."""
@@ -132,11 +170,3 @@ class RateLimiter:
     def _margin(self) -> float:
         """Slack after a reset, for the server's and our clocks to agree on which window a request is in."""
         return min(0.5, 0.01 * self._window)
-
-    def _roll(self, now: float) -> None:
-        deadline = self._deadline()
-        if now >= deadline + self._margin():
-            if self._resets_at is not None:
-                self._ended = self._resets_at
-            self._resets_at, self._began = None, now
-            self._budget = self._limit - self._in_flight

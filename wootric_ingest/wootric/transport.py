@@ -81,21 +81,21 @@ class Transport:
         started = time.monotonic()
         attempt = 0
         while True:
-            self._stats.add(wait_seconds=self._limiter.acquire(cancel))
-            self._stats.add(requests=1)
+            permit = self._limiter.acquire(cancel)
+            self._stats.add(requests=1, wait_seconds=permit.waited)
             sent = time.monotonic()
             try:
                 response = self._session().request(method, url, params=params, data=data,
                                                    headers=headers() if headers else None, timeout=self._timeout)
             except _TRANSIENT_EXCEPTIONS as failure:
-                self._limiter.release(None)
+                self._limiter.release(permit, None)
                 problem = type(failure).__name__
             except BaseException:
-                self._limiter.release(None)
+                self._limiter.release(permit, None)
                 raise
             else:
                 status = response.status_code
-                self._limiter.release(response.headers, throttled=status == 429)
+                self._limiter.release(permit, response.headers, throttled=status == 429)
                 if status == 429:
                     self._stats.add(throttled_429=1)
                     log.warning("%s: HTTP 429; waiting for the rate-limit window to reset", endpoint)
