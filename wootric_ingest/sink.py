@@ -1,87 +1,251 @@
-"""Delta writes for one stream's table: create, MERGE (incremental), one-commit overwrite (full sync).
+"""Delta writes for one stream's table: create, MERGE (incremental), one-commit overwrite (full sync), vacuum.
 
-Each commit carries our bookkeeping in its `userMetadata` (run id, sync mode, bookmark), so the table
-and its history are the only state: the next run reads its bookmark and the last full sync from there.
+Each data commit carries our bookkeeping in its `userMetadata` (run id, sync mode and why, bookmark, last
+full sync), so the table and its history are the only state. Each is also an idempotent Delta write keyed
+on the run id (`txnAppId`), so replaying a run after a crash that followed its commit changes nothing.
+Session confs are shared by every thread of a session, so a write that needs them gets its own
+`spark.newSession()`; concurrent streams never race on one another's settings.
 """
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
+from wootric_ingest.config import CatalogConfig, StreamConfig
 from wootric_ingest.streams import PRIMARY_KEY, Stream
+
+log = logging.getLogger(__name__)
 
 METADATA_KEY = "wootric_ingest"
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+_TXN_VERSION = 0  # the app id is unique per run, so every run's one data commit is version 0 of its own app id
+
+#: Commit conflicts with a concurrent writer: the commit did not happen and is safe to try again. They reach
+#: Python converted to these classes only where `delta.exceptions.captured` was imported, and as a plain
+#: Py4JJavaError elsewhere, so both are recognised (the Java classes have the same names).
+CONFLICTS = (
+    ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
+    ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
+    MetadataChangedException, ProtocolChangedException,
+)
+_JAVA_CONFLICTS = {f"io.delta.exceptions.{c.__name__}" for c in CONFLICTS}
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+#: A matched row is rewritten only when the incoming record is newer: a later `updated_at`, or the same
+#: (or an unknown) one with different content, i.e. an edit within the same second. Unchanged rows stay put.
+NEWER = "coalesce(s.updated_at >= t.updated_at, true) AND NOT (s._raw <=> t._raw)"
+
+T = TypeVar("T")
+
+
+def metastore_name(catalog: CatalogConfig, stream_config: StreamConfig) -> str | None:
+    """`{catalog}.{layer}.{prefix}{table}` quoted, or None without `catalog.metastore`; the folder only groups paths."""
+    if not catalog.metastore:
+        return None
+    parts = ([catalog.name] if catalog.name else []) + [stream_config.layer, stream_config.table_name(catalog)]
+    return ".".join(_quote(p) for p in parts)
+
+
+def with_retries(action: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a Delta commit, trying again after a conflict with a concurrent writer; other errors propagate."""
+    for delay in RETRY_DELAYS:
+        try:
+            return action()
+        except Exception as e:
+            conflict = _conflict(e)
+            if conflict is None:
+                raise
+            log.warning("%s conflicted with a concurrent commit (%s); retrying in %.0fs", what, conflict, delay)
+            sleep(delay)
+    return action()
+
+
+def _conflict(error: Exception) -> str | None:
+    """The conflict's class name if `error` is a commit conflict, else None."""
+    if isinstance(error, CONFLICTS):
+        return type(error).__name__
+    java = getattr(error, "java_exception", None)
+    name = java.getClass().getName() if java is not None else ""
+    return name.rsplit(".", 1)[-1] if name in _JAVA_CONFLICTS else None
 
 
 @dataclass(frozen=True)
 class CommitInfo:
+    """One of our commits, as the table's history records it."""
+
     version: int
+    read_version: int | None
     timestamp: Any
     operation: str
+    metrics: dict[str, str]
     metadata: dict
 
 
-class DeltaSink:
-    """One stream's Delta table at a path."""
+@dataclass(frozen=True)
+class RowChanges:
+    inserted: int
+    updated: int
+    deleted: int
 
-    def __init__(self, spark: SparkSession, path: str, stream: Stream, properties: dict[str, str]):
-        self.spark, self.path, self.stream, self.properties = spark, path, stream, properties
+
+def ensure_table(spark: SparkSession, path: str, schema: StructType, properties: dict[str, str]) -> None:
+    """Create the table with the schema, column comments and properties if it is not there; otherwise
+    reconcile its properties with one ALTER, and only when they differ."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        def create() -> None:
+            builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+            for key, value in properties.items():
+                builder = builder.property(key, value)
+            builder.execute()
+
+        with_retries(create, f"creating {path}")
+    current = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+    drift = {k: v for k, v in properties.items() if current.get(k) != v}
+    if drift:
+        settings = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in sorted(drift.items()))
+        log.info("%s: setting table properties %s", path, drift)
+        with_retries(lambda: spark.sql(f"ALTER TABLE delta.{_quote(path)} SET TBLPROPERTIES ({settings})"),
+                     f"setting properties on {path}")
+
+
+class DeltaSink:
+    """One stream's Delta table at a path, optionally registered in the metastore under `name`."""
+
+    def __init__(self, spark: SparkSession, path: str, stream: Stream, properties: dict[str, str],
+                 name: str | None = None):
+        self.spark, self.path, self.stream, self.properties, self.name = spark, path, stream, properties, name
+        self.schema = stream.table_schema
 
     def exists(self) -> bool:
         return DeltaTable.isDeltaTable(self.spark, self.path)
 
-    def ensure_table(self) -> None:
-        """Create the table with the stream's schema, column comments and properties if it is not there."""
-        builder = DeltaTable.createIfNotExists(self.spark).location(self.path).addColumns(self.stream.table_schema)
-        for key, value in self.properties.items():
-            builder = builder.property(key, value)
-        builder.execute()
+    def prepare(self) -> None:
+        """Make the table ready to write: created or its properties reconciled, and registered in the
+        metastore when configured."""
+        ensure_table(self.spark, self.path, self.schema, self.properties)
+        if self.name:
+            schema = self.name.rsplit(".", 1)[0]
+            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} USING DELTA LOCATION {_sql_string(self.path)}")
 
-    def overwrite(self, rows: DataFrame, metadata: dict) -> None:
-        """Replace the table's rows in one commit: readers see the old table or the new one, never half."""
-        (rows.select(*self.stream.table_schema.fieldNames())
-         .write.format("delta").mode("overwrite")
-         .option("userMetadata", _encode(metadata))
-         .save(self.path))
+    def table(self, spark: SparkSession | None = None) -> DeltaTable:
+        return DeltaTable.forPath(spark or self.spark, self.path)
 
-    def merge(self, rows: DataFrame, metadata: dict) -> None:
-        """Upsert by id: insert new rows, update a row only when the incoming record is newer."""
-        target = DeltaTable.forPath(self.spark, self.path)
-        previous = self.spark.conf.get(_USER_METADATA_CONF, None)
-        self.spark.conf.set(_USER_METADATA_CONF, _encode(metadata))
-        try:
-            (target.alias("t")
+    def overwrite(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
+        """Replace the table's rows in one commit: readers see the old table or the new one, never half.
+        The table's metadata (properties, comments) is kept."""
+        writer = (rows.select(*self.schema.fieldNames())
+                  .write.format("delta").mode("overwrite")
+                  .option("userMetadata", encode(metadata))
+                  .option("txnAppId", txn_app_id(run_id))
+                  .option("txnVersion", str(_TXN_VERSION)))
+        with_retries(lambda: writer.save(self.path), f"overwriting {self.path}")
+
+    def merge(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
+        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer."""
+        session = self.spark.newSession()
+        session.conf.set(_USER_METADATA_CONF, encode(metadata))
+        session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
+        session.conf.set(_TXN_VERSION_CONF, str(_TXN_VERSION))
+
+        def attempt() -> None:
+            (self.table(session).alias("t")
              .merge(rows.alias("s"), f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}")
-             .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at OR t.updated_at IS NULL")
+             .whenMatchedUpdateAll(condition=NEWER)
              .whenNotMatchedInsertAll()
              .execute())
-        finally:
-            if previous is None:
-                self.spark.conf.unset(_USER_METADATA_CONF)
-            else:
-                self.spark.conf.set(_USER_METADATA_CONF, previous)
 
-    def commits(self, limit: int = 100) -> list[CommitInfo]:
+        with_retries(attempt, f"merging into {self.path}")
+
+    def vacuum(self) -> None:
+        """Delete files the table stopped using longer ago than its `delta.deletedFileRetentionDuration`.
+
+        Our tables are unpartitioned, one directory, so the listing gets the cluster's parallelism instead of
+        Spark's default of 10,000 tasks (which alone takes tens of seconds on a small machine)."""
+        session = self.spark.newSession()
+        session.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
+                         str(self.spark.sparkContext.defaultParallelism))
+        self.table(session).vacuum()
+
+    def commits(self, limit: int = 1000) -> list[CommitInfo]:
         """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
-        history = DeltaTable.forPath(self.spark, self.path).history(limit)
+        history = self.table().history(limit).select(
+            "version", "readVersion", "timestamp", "operation", "operationMetrics", "userMetadata")
         result = []
-        for row in history.select("version", "timestamp", "operation", "userMetadata").collect():
-            meta = _decode(row["userMetadata"])
+        for row in history.where(F.col("userMetadata").isNotNull()).collect():
+            meta = decode(row["userMetadata"])
             if meta is not None:
-                result.append(CommitInfo(row["version"], row["timestamp"], row["operation"], meta))
+                result.append(CommitInfo(row["version"], row["readVersion"], row["timestamp"], row["operation"],
+                                         dict(row["operationMetrics"] or {}), meta))
         return result
 
+    def commit_of(self, run_id: str) -> CommitInfo | None:
+        """The commit a run made to this table, if it made one (also after a crash and a replay)."""
+        return next((c for c in self.commits() if c.metadata.get("run_id") == run_id), None)
 
-def _encode(metadata: dict) -> str:
+    def changes(self, commit: CommitInfo) -> RowChanges:
+        """Rows one commit inserted, updated and deleted: a MERGE reports them in its operation metrics; an
+        overwrite is compared, by id, with the version it replaced."""
+        m = commit.metrics
+        if commit.operation == "MERGE":
+            return RowChanges(int(m.get("numTargetRowsInserted", 0)), int(m.get("numTargetRowsUpdated", 0)),
+                              int(m.get("numTargetRowsDeleted", 0)))
+        if m.get("numRemovedFiles") == "0":  # it replaced an empty table: every row is new
+            return RowChanges(int(m.get("numOutputRows", 0)), 0, 0)
+        before = self._version(commit.read_version if commit.read_version is not None else commit.version - 1)
+        after = self._version(commit.version)
+        counts = (before.alias("b").join(after.alias("a"), PRIMARY_KEY, "full_outer").agg(
+            F.count_if(F.col("b._present").isNull() & F.col("a._present")).alias("inserted"),
+            F.count_if(F.col("b._present") & F.col("a._present") & ~F.col("b._raw").eqNullSafe(F.col("a._raw")))
+            .alias("updated"),
+            F.count_if(F.col("b._present") & F.col("a._present").isNull()).alias("deleted"),
+        ).first())
+        return RowChanges(counts["inserted"], counts["updated"], counts["deleted"])
+
+    def _version(self, version: int) -> DataFrame:
+        return (self.spark.read.format("delta").option("versionAsOf", version).load(self.path)
+                .select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present")))
+
+    def max_value(self, column: str) -> str | None:
+        return self.spark.read.format("delta").load(self.path).agg(F.max(column)).first()[0]
+
+    def count(self) -> int:
+        return self.spark.read.format("delta").load(self.path).count()
+
+    def version(self) -> int:
+        return self.table().history(1).first()["version"]
+
+
+def txn_app_id(run_id: str) -> str:
+    """The idempotent-write key of a run: Delta skips a second commit by the same app id and version."""
+    return f"wootric-ingest:{run_id}"
+
+
+def encode(metadata: dict) -> str:
     return json.dumps({METADATA_KEY: metadata}, sort_keys=True, default=str)
 
 
-def _decode(text: str | None) -> dict | None:
+def decode(text: str | None) -> dict | None:
     if not text:
         return None
     try:
@@ -89,3 +253,11 @@ def _decode(text: str | None) -> dict | None:
     except ValueError:
         return None
     return payload.get(METADATA_KEY) if isinstance(payload, dict) else None
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

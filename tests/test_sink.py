@@ -1,0 +1,320 @@
+"""Delta semantics on real local tables: MERGE newer-only, replay, one-commit full syncs, retention, vacuum,
+metastore names, commit conflicts, and an independent reader (delta-rs) that sees the same rows.
+
+Records are staged as the API would have sent them and landed through `landing.land`, the same code a run
+uses after fetching, with the plan the table's own state gives.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import deltalake
+import pytest
+from delta.tables import DeltaTable
+from deltalake import QueryBuilder
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from wootric_ingest.landing import StreamResult, land
+from wootric_ingest.planning import RunOptions, plan_stream, table_properties
+from wootric_ingest.sink import DeltaSink, decode, metastore_name
+from wootric_ingest.streams import STREAMS
+
+_runs = itertools.count(1)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def user(uid: int, updated: str, **fields) -> dict:
+    """An end user as the API renders it; `updated` is `YYYY-MM-DD HH:MM:SS` in UTC."""
+    return {"id": uid, "created_at": "2024-01-02 00:00:00 +0000", "updated_at": f"{updated} +0000",
+            "email": f"u{uid}@example.com", "properties": {"name": f"User {uid}"}, **fields}
+
+
+def sink_for(spark, config, stream: str) -> DeltaSink:
+    stream_config = config.stream(stream)
+    return DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS[stream], table_properties(config),
+                     metastore_name(config.catalog, stream_config))
+
+
+def land_records(spark, config, stream: str, records: list[dict], *, now: datetime, run_id: str | None = None,
+                 **options) -> StreamResult:
+    """One run of one stream whose API returned `records`: plan from the table, stage, land."""
+    run_id = run_id or f"run-{next(_runs)}"
+    sink = sink_for(spark, config, stream)
+    plan = plan_stream(config, config.stream(stream), sink, RunOptions(**options), now)
+    part = Path(config.catalog.root) / "_staged" / run_id / stream / "part-000001.jsonl"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_text("".join(json.dumps({"fetched_at": now.timestamp(), "record": r}) + "\n" for r in records))
+    result = StreamResult(stream, plan.mode, plan.reason)
+    land(spark, [str(part)] if records else [], plan, run_id, sink, result)
+    return result
+
+
+def table(spark, path: str) -> dict[str, dict]:
+    return {r["id"]: r.asDict(recursive=True) for r in spark.read.format("delta").load(path).collect()}
+
+
+def history(spark, path: str) -> list:
+    return DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+
+
+def delta_rs_rows(path: str) -> list[dict]:
+    arrow = QueryBuilder().register("t", deltalake.DeltaTable(path)).execute("SELECT * FROM t").read_all()
+    columns = {name: arrow.column(name).to_pylist() for name in arrow.column_names}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _plain(value):
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return {k: _plain(v) for k, v in value}  # an Arrow map
+    return value
+
+
+def assert_delta_rs_reads_the_same_rows(spark, path: str) -> None:
+    """The table is plain, portable Delta: an independent reader sees exactly Spark's rows."""
+    def key(row):
+        return json.dumps(row, sort_keys=True, default=str)
+
+    ours = sorted((_plain(r.asDict(recursive=True)) for r in spark.read.format("delta").load(path).collect()), key=key)
+    theirs = sorted((_plain(r) for r in delta_rs_rows(path)), key=key)
+    assert theirs == ours
+
+
+def test_incremental_merge_inserts_new_rows_updates_newer_ones_and_leaves_the_rest_alone(spark, make_config):
+    config = make_config()
+    first = land_records(spark, config, "end_users", [
+        user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00"), user(3, "2024-02-10 08:00:00"),
+    ], now=T0, run_id="first")
+    assert (first.mode, first.rows_inserted, first.bookmark) == ("FULL", 3, "2024-02-10T08:00:00Z")
+
+    second = land_records(spark, config, "end_users", [
+        user(1, "2024-01-15 00:00:00", email="stale@example.com"),  # an older version than the table's
+        user(2, "2024-02-20 09:00:00", email="new@example.com"),     # newer: rewritten
+        user(3, "2024-02-10 08:00:00"),                              # unchanged: left alone
+        user(4, "2024-02-21 07:00:00"),                              # new: inserted
+        user(4, "2024-02-20 07:00:00", email="older-copy@example.com"),  # the same id twice: the newest wins
+    ], now=T0 + timedelta(days=1), run_id="second")
+
+    assert second.mode == "INCREMENTAL" and second.reason.startswith("bookmark 2024-02-10T08:00:00Z from run first")
+    assert (second.rows_inserted, second.rows_updated, second.rows_deleted) == (1, 1, 0)
+    rows = table(spark, config.stream("end_users").table_path(config.catalog))
+    assert {i: (r["email"], r["updated_at"], r["_run_id"]) for i, r in rows.items()} == {
+        "1": ("u1@example.com", "2024-02-01T10:00:00Z", "first"),
+        "2": ("new@example.com", "2024-02-20T09:00:00Z", "second"),
+        "3": ("u3@example.com", "2024-02-10T08:00:00Z", "first"),
+        "4": ("u4@example.com", "2024-02-21T07:00:00Z", "second"),
+    }
+    assert second.bookmark == "2024-02-21T07:00:00Z"
+
+
+def test_same_second_ties_are_kept_and_an_edit_within_the_second_lands(spark, make_config):
+    config = make_config()
+    path = config.stream("end_users").table_path(config.catalog)
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
+                 now=T0, run_id="first")
+    # The next window starts at the bookmark's second (inclusive): records sharing it arrive again, beside a
+    # record created in that same second after the first run, and an edit that kept the same updated_at.
+    result = land_records(spark, config, "end_users", [
+        user(1, "2024-02-01 10:00:00"),
+        user(2, "2024-02-01 10:00:00", email="edited@example.com"),
+        user(3, "2024-02-01 10:00:00"),
+    ], now=T0 + timedelta(hours=1), run_id="second")
+    assert result.since == datetime(2024, 2, 1, 10, tzinfo=timezone.utc)
+    assert (result.rows_inserted, result.rows_updated) == (1, 1)
+    rows = table(spark, path)
+    assert {i: (r["email"], r["_run_id"]) for i, r in rows.items()} == {
+        "1": ("u1@example.com", "first"), "2": ("edited@example.com", "second"), "3": ("u3@example.com", "second")}
+
+
+def test_replaying_a_run_commits_nothing_and_reports_the_first_commit(spark, make_config):
+    config = make_config()
+    path = config.stream("end_users").table_path(config.catalog)
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0, run_id="first")
+    records = [user(1, "2024-02-05 10:00:00", email="changed@example.com"), user(2, "2024-02-05 10:00:00")]
+    landed = land_records(spark, config, "end_users", records, now=T0 + timedelta(days=1), run_id="nightly")
+    version, rows = DeltaTable.forPath(spark, path).history(1).first()["version"], table(spark, path)
+
+    # The run crashed after its commit and is retried under the same run id, reading the source again.
+    replay = land_records(spark, config, "end_users", records + [user(3, "2024-02-06 10:00:00")],
+                          now=T0 + timedelta(days=1, minutes=5), run_id="nightly")
+
+    assert DeltaTable.forPath(spark, path).history(1).first()["version"] == version
+    assert table(spark, path) == rows
+    assert (replay.table_version, replay.rows_inserted, replay.rows_updated) == (version, 1, 1)
+    assert (landed.table_version, landed.rows_inserted, landed.rows_updated) == (version, 1, 1)
+
+
+def test_a_full_sync_replaces_the_table_in_one_commit_and_keeps_its_properties(spark, make_config):
+    config = make_config(source={"delta_log_retention_days": 9})
+    path = config.stream("declines").table_path(config.catalog)
+
+    def decline(did, updated="2024-02-01 10:00:00 +0000", **fields):
+        return {"id": did, "end_user_id": 1, "survey_id": 7, "created_at": "2024-02-01 09:00:00 +0000",
+                "updated_at": updated, "end_user": {"properties": {"plan": "Lite"}}, **fields}
+
+    land_records(spark, config, "declines", [decline(1), decline(2), decline(3)], now=T0, run_id="first")
+    before = history(spark, path)[-1]["version"]
+
+    result = land_records(spark, config, "declines", [
+        decline(1), decline(2, "2024-02-03 10:00:00 +0000", origin_url="https://example.com/x"), decline(4),
+    ], now=T0 + timedelta(days=1), run_id="second")
+
+    commits = [c for c in history(spark, path) if c["version"] > before and not c["operation"].startswith("VACUUM")]
+    assert [(c["operation"], decode(c["userMetadata"])["sync"]) for c in commits] == [("WRITE", "FULL")]
+    assert commits[0]["operationParameters"]["mode"] == "Overwrite"
+    assert (result.mode, result.reason) == ("FULL", "sync type is FULL_TABLE")
+    assert (result.rows_inserted, result.rows_updated, result.rows_deleted) == (1, 1, 1)
+    rows = table(spark, path)
+    assert sorted(rows) == ["1", "2", "4"] and rows["2"]["origin_url"] == "https://example.com/x"
+    detail = DeltaTable.forPath(spark, path).detail().first()
+    assert detail["properties"]["delta.logRetentionDuration"] == "interval 9 days"
+    comments = {f.name: f.metadata.get("comment") for f in spark.read.format("delta").load(path).schema.fields}
+    assert comments["origin_url"] == "URL where the decline originated"
+    assert_delta_rs_reads_the_same_rows(spark, path)
+
+
+def test_an_empty_source_empties_a_full_table_stream(spark, make_config):
+    config = make_config()
+    path = config.stream("declines").table_path(config.catalog)
+    land_records(spark, config, "declines", [{"id": 1, "created_at": "2024-02-01 09:00:00 +0000"}], now=T0)
+    result = land_records(spark, config, "declines", [], now=T0 + timedelta(days=1), run_id="empty")
+    assert table(spark, path) == {}
+    assert (result.rows_deleted, result.table_rows, result.bookmark) == (1, 0, None)
+    assert sink_for(spark, config, "declines").commits()[0].metadata["run_id"] == "empty"
+
+
+def test_retention_is_set_at_creation_and_reconciled_with_one_alter_only_when_it_differs(spark, make_config):
+    config = make_config(source={"delta_log_retention_days": 30})
+    path = config.stream("end_users").table_path(config.catalog)
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0)
+
+    def retention() -> dict[str, str]:
+        shown = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
+        return {k: v for k, v in shown.items() if k.endswith("RetentionDuration")}
+
+    assert retention() == {"delta.logRetentionDuration": "interval 30 days",
+                           "delta.deletedFileRetentionDuration": "interval 30 days"}
+    shorter = make_config(source={"delta_log_retention_days": 7})
+    for hours in (1, 2):
+        land_records(spark, shorter, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0 + timedelta(hours=hours))
+    assert retention() == {"delta.logRetentionDuration": "interval 7 days",
+                           "delta.deletedFileRetentionDuration": "interval 7 days"}
+    assert [c["operation"] for c in history(spark, path)].count("SET TBLPROPERTIES") == 1
+
+
+def age(spark, path: str, days: float) -> None:
+    """Move a table's whole past `days` back in time: commit times, file removal and modification times.
+    Stands in for waiting; Delta's own checksum files hold the old times, so they go (they are optional)."""
+    shift = int(days * 86400 * 1000)
+    log_dir = Path(path) / "_delta_log"
+    for commit in sorted(log_dir.glob("*.json")):
+        actions = [json.loads(line) for line in commit.read_text().splitlines()]
+        for action in actions:
+            for kind, field in (("commitInfo", "timestamp"), ("add", "modificationTime"),
+                                ("remove", "deletionTimestamp"), ("txn", "lastUpdated")):
+                if action.get(kind, {}).get(field) is not None:
+                    action[kind][field] -= shift
+        mtime = commit.stat().st_mtime - shift / 1000
+        commit.write_text("".join(json.dumps(a) + "\n" for a in actions))
+        os.utime(commit, (mtime, mtime))
+    for checksum in log_dir.glob("*.crc"):
+        checksum.unlink()
+    for checksum in log_dir.glob(".*.crc"):
+        checksum.unlink()
+    for data in Path(path).glob("*.parquet"):
+        mtime = data.stat().st_mtime - shift / 1000
+        os.utime(data, (mtime, mtime))
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+
+
+def files_added_by(path: str, version: int) -> set[str]:
+    commit = Path(path) / "_delta_log" / f"{version:020d}.json"
+    return {a["add"]["path"] for a in map(json.loads, commit.read_text().splitlines()) if "add" in a}
+
+
+def test_vacuum_after_full_syncs_keeps_exactly_the_configured_days_of_history(spark, make_config):
+    config = make_config(source={"delta_log_retention_days": 3})
+    path = config.stream("declines").table_path(config.catalog)
+
+    def full_sync(n: int, now: datetime) -> int:
+        land_records(spark, config, "declines", [{"id": n, "created_at": "2024-02-01 09:00:00 +0000"}], now=now)
+        return DeltaTable.forPath(spark, path).history(1).first()["version"]
+
+    v1 = full_sync(1, T0)
+    v2 = full_sync(2, T0)                     # v1's files stop being current now
+    age(spark, path, 2)                       # ... that was 2 days ago
+    v3 = full_sync(3, T0)                     # vacuum: v1's files are within the 3 days, kept
+    assert (Path(path) / next(iter(files_added_by(path, v1)))).exists()
+    age(spark, path, 1.5)                     # v1's files left 3.5 days ago, v2's 1.5 days ago
+    v4 = full_sync(4, T0)                     # vacuum: v1's files go, v2's stay
+
+    def present(version):
+        return all((Path(path) / f).exists() for f in files_added_by(path, version))
+
+    assert [present(v) for v in (v1, v2, v3, v4)] == [False, True, True, True]
+    assert spark.read.format("delta").option("versionAsOf", v2).load(path).collect()[0]["id"] == "2"
+    with pytest.raises(Exception, match="(?i)file.*(not exist|not found)|FileNotFound|FAILED_READ_FILE"):
+        spark.read.format("delta").option("versionAsOf", v1).load(path).collect()
+    assert_delta_rs_reads_the_same_rows(spark, path)
+
+
+def test_tables_are_registered_in_the_metastore_under_catalog_layer_and_table(spark, make_config):
+    layer = f"raw_{uuid.uuid4().hex[:8]}"
+    config = make_config(catalog={"metastore": True, "name": "spark_catalog"},
+                         streams={"end_users": {"layer": layer, "folder": "wootric", "table": "end_users"}})
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0)
+    land_records(spark, config, "end_users", [user(2, "2024-02-02 10:00:00")], now=T0 + timedelta(days=1))
+    assert sorted(r["id"] for r in spark.table(f"spark_catalog.{layer}.wootric_end_users").collect()) == ["1", "2"]
+    assert spark.table(f"{layer}.wootric_end_users").count() == 2  # spark_catalog is the local default
+    location = spark.sql(f"DESCRIBE DETAIL {layer}.wootric_end_users").first()["location"]
+    assert location.endswith(f"/{layer}/wootric/wootric_end_users")
+
+
+def test_metastore_names_skip_the_folder_and_quote_every_part(make_config):
+    config = make_config(catalog={"metastore": True, "name": "main"})
+    assert metastore_name(config.catalog, config.stream("responses")) == "`main`.`raw`.`wootric_responses`"
+    local = make_config(catalog={"metastore": True})
+    assert metastore_name(local.catalog, local.stream("responses")) == "`raw`.`wootric_responses`"
+    assert metastore_name(make_config().catalog, config.stream("responses")) is None
+
+
+def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make_config, tmp_path):
+    config = make_config()
+    path = config.stream("end_users").table_path(config.catalog)
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
+                 now=T0, run_id="first")
+
+    # Another writer (delta-rs, say a privacy job) deletes user 2 while our MERGE is between its read and
+    # its commit: the MERGE's source calls it, once, from the Spark worker.
+    marker, site = tmp_path / "interfered", os.path.dirname(os.path.dirname(deltalake.__file__))
+
+    def interfere(email):
+        import os
+        import sys
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            sys.path.insert(0, site)
+            from deltalake import DeltaTable as Other
+            Other(path).delete("id = '2'")
+        return email
+
+    staged = spark.createDataFrame([(json.dumps(user(3, "2024-02-02 10:00:00")),)], "record string")
+    from wootric_ingest.shaping import latest_per_id, shape
+    rows = (latest_per_id(shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"),
+                                STREAMS["end_users"], "second"))
+            .withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email")))
+    sink = sink_for(spark, config, "end_users")
+    sink.merge(rows, {"run_id": "second", "sync": "INCREMENTAL"}, "second")
+
+    assert marker.exists()
+    assert sorted(table(spark, path)) == ["1", "3"]
+    assert [c["operation"] for c in history(spark, path)][-2:] == ["DELETE", "MERGE"]

@@ -1,0 +1,98 @@
+"""The run history: a Delta table at `{root}/_wootric_ingest/runs` with one row per stream per run.
+
+"Did last night's sync work, and how much did it bring?" is one query:
+
+    SELECT stream, status, sync_mode, sync_reason, records_fetched, rows_inserted, rows_updated, rows_deleted, error
+    FROM delta.`<root>/_wootric_ingest/runs` WHERE started_at >= current_date() - 1 ORDER BY started_at
+
+A failed stream gets its row too (status `failed`, the redacted error). Rows are upserted on (run_id,
+stream), so a retried run replaces the row of its failed attempt instead of adding a second one.
+"""
+from __future__ import annotations
+
+import threading
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql.types import (
+    DoubleType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from wootric_ingest import redaction
+from wootric_ingest.landing import StreamResult
+from wootric_ingest.sink import ensure_table, with_retries
+
+RUNS_DIR = "_wootric_ingest/runs"
+
+
+def _col(name: str, dtype, comment: str) -> StructField:
+    return StructField(name, dtype, nullable=True, metadata={"comment": comment})
+
+
+RUNS_SCHEMA = StructType([
+    _col("run_id", StringType(), "The run (also in each table's _run_id column and commit metadata)"),
+    _col("stream", StringType(), "The Wootric stream"),
+    _col("table_path", StringType(), "Where the stream's Delta table lives"),
+    _col("sync_mode", StringType(), "FULL or INCREMENTAL"),
+    _col("sync_reason", StringType(), "Why this sync mode: sync type, --full-sync, first run, cron, bookmark"),
+    _col("status", StringType(), "ok or failed"),
+    _col("error", StringType(), "Why the stream failed (secrets redacted)"),
+    _col("started_at", TimestampType(), "When the stream's sync started (UTC)"),
+    _col("finished_at", TimestampType(), "When the stream's sync finished (UTC)"),
+    _col("duration_seconds", DoubleType(), "How long the stream's sync took"),
+    _col("window_since", TimestampType(), "Start of the window read from the API (UTC)"),
+    _col("window_until", TimestampType(), "End of the window read from the API (UTC)"),
+    _col("bookmark", StringType(), "The newest cursor value landed: where the next incremental sync starts"),
+    _col("records_fetched", LongType(), "Records the API returned"),
+    _col("api_requests", LongType(), "Requests made to the API"),
+    _col("rows_inserted", LongType(), "Rows the commit inserted"),
+    _col("rows_updated", LongType(), "Rows the commit rewrote because the record was newer"),
+    _col("rows_deleted", LongType(), "Rows the commit removed (full syncs: records gone from the source)"),
+    _col("table_version", LongType(), "The table version after the stream's commit"),
+    _col("table_rows", LongType(), "Rows in the table after the commit"),
+    _col("type_mismatches", MapType(StringType(), LongType()),
+         "Per column, values that did not fit its type and landed as null (kept in _raw)"),
+])
+
+
+class RunHistory:
+    """The runs table under a catalog root; safe to record from several streams' threads at once."""
+
+    def __init__(self, spark: SparkSession, root: str, properties: dict[str, str]):
+        self.spark, self.properties = spark, properties
+        self.path = f"{root.rstrip('/')}/{RUNS_DIR}"
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def record(self, run_id: str, result: StreamResult) -> None:
+        """Upsert one stream's row for this run."""
+        with self._lock:
+            if not self._ready:
+                ensure_table(self.spark, self.path, RUNS_SCHEMA, self.properties)
+                self._ready = True
+        row = self.spark.createDataFrame([_row(run_id, result)], RUNS_SCHEMA)
+
+        def attempt() -> None:
+            (DeltaTable.forPath(self.spark, self.path).alias("t")
+             .merge(row.alias("s"), "t.run_id = s.run_id AND t.stream = s.stream")
+             .whenMatchedUpdateAll()
+             .whenNotMatchedInsertAll()
+             .execute())
+
+        with_retries(attempt, f"recording {result.stream} in {self.path}")
+
+
+def _row(run_id: str, r: StreamResult) -> tuple:
+    return (
+        run_id, r.stream, r.path, r.mode, r.reason, r.status,
+        redaction.redact(r.error) if r.error else None,
+        r.started_at, r.finished_at, float(r.seconds), r.since, r.until, r.bookmark,
+        r.records_fetched, r.api_requests, r.rows_inserted, r.rows_updated, r.rows_deleted,
+        r.table_version, r.table_rows, dict(r.type_mismatches),
+    )
