@@ -39,6 +39,8 @@ from wootric_ingest.wootric.timestamps import unix_seconds
 
 PER_PAGE = 50
 MAX_PAGE = 30
+MAX_REPEATS = 3
+"""How often in a row a numbered page may come back as the page before it before the walk gives up."""
 ASC, DESC = "asc", "desc"
 
 
@@ -140,6 +142,8 @@ class Window:
         self._reverse_seen: set = set()
         self._first_id = self._last_id = None
         self._reported: tuple[int, int] | None = None
+        self._previous_page: set = set()
+        self._repeats = 0
 
     def __repr__(self) -> str:
         return f"Window({self.stream.name} [{self.lo}, {self.hi}], left [{self.rem_lo}, {self.rem_hi}])"
@@ -174,6 +178,10 @@ class Window:
 
     def take(self, request: PageRequest, records: list[dict]) -> Progress:
         """Learn from the answer to `request` (this window's last `next_request()`)."""
+        page = {_identity(r) for r in records}
+        if request.page > 1 and page and page == self._previous_page:
+            return self._repeated(request)
+        self._previous_page, self._repeats = page, 0
         stamps = [self._stamp(r) for r in records]
         outside = [s for s in stamps if not request.lo <= s <= request.hi]
         if outside:
@@ -198,6 +206,17 @@ class Window:
             self._edge, self._seen = last, {_identity(r) for r, s in zip(records, stamps) if s == last}
             self._advance_to(last)
         return Progress(fresh, self._newly_completed(), duplicates=duplicates)
+
+    def _repeated(self, request: PageRequest) -> Progress:
+        """Page n came back as page n-1 (a cache or proxy answering stale): taking it as page n would skip the
+        records of the real one, so the same page is asked for again, a few times at most."""
+        self._repeats += 1
+        if self._repeats > MAX_REPEATS:
+            raise WootricError(f"{self.stream.name}: GET {self.stream.path} answered page {request.page} with the "
+                               f"page before it {self._repeats} times in a row; stopping rather than skipping "
+                               "the records of that page")
+        self._continuation = request
+        return Progress([], None, duplicates=len(self._previous_page))
 
     def _page_within(self, request: PageRequest, records: list[dict], second: int) -> None:
         """A whole page of one second: page on through it, from the other end past page 30."""
