@@ -45,5 +45,13 @@ bundle:
 	@$(MAKE) --no-print-directory dist
 	$(BIN)/python -m wootric_ingest.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
 
+## make chaos [CHAOS_RUNS=50 CHAOS_SEED=1]: the job run over and over against the sandbox with random faults and
+## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates
+CHAOS_RUNS ?= 50
+CHAOS_SEED ?= 1
+.PHONY: chaos
+chaos: setup
+	$(BIN)/python -m chaos --runs $(CHAOS_RUNS) --seed $(CHAOS_SEED)
+
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache
