@@ -124,8 +124,8 @@ def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, b
         staging.write(batch, fetched_at=1700000000.0)
         staging.flush()
         staged = spark.read.schema(STAGED_SCHEMA).json(staging.parts())
-        keyed, rejected = split(staged)
-        rows = shape(keyed, STREAMS[stream], "run-1").collect()
+        keyed, rejected = split(shape(staged, STREAMS[stream], "run-1"))
+        rows = keyed.collect()
         reasons = [r["reason"] for r in rejected.collect()]
 
     expected = [usable_id(r) for r in batch]
@@ -136,32 +136,32 @@ def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, b
         assert json.loads(row["_raw"]) is not None
 
 
-def staged_lines(spark, *records):
+def shaped(spark, *records, stream="responses"):
     lines = [json.dumps({"fetched_at": 1700000000.0, "record": r}) for r in records]
-    return spark.read.schema(STAGED_SCHEMA).json(spark.sparkContext.parallelize(lines, 1))
+    staged = spark.read.schema(STAGED_SCHEMA).json(spark.sparkContext.parallelize(lines, 1))
+    return shape(staged, STREAMS[stream], "run-1")
 
 
 def test_each_reason_a_record_cannot_be_keyed_is_named(spark):
-    keyed, rejected = split(staged_lines(
+    keyed, rejected = split(shaped(
         spark, {"id": 1}, {"id": "R-7"}, {"id": "12"}, {"id": 123456789012345678901234567890},
         {"text": "no id"}, {"id": None}, {"id": True}, {"id": {"a": 1}}, {"id": [1]}, {"id": 1.5}, {"id": " "},
         "a string", [1, 2], None, 42))
-    assert sorted(r["record"] for r in keyed.collect()) == sorted(
+    assert sorted(r["_raw"] for r in keyed.collect()) == sorted(
         ['{"id":1}', '{"id":"R-7"}', '{"id":"12"}', '{"id":123456789012345678901234567890}'])
     assert [r["reason"] for r in rejected.collect()] == [
         "no id", "no id", "the id is a boolean", "the id is an object", "the id is an array",
-        "the id is not a whole number", "the id is a blank string", "not a JSON object", "not a JSON object",
+        "the id is not a whole number of at most 38 digits", "the id is a blank string", "not a JSON object", "not a JSON object",
         "not a JSON object", "not a JSON object"]
 
 
 def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetched(spark, tmp_path):
     table = RejectedRecords(spark, str(tmp_path), {})
-    first = staged_lines(spark, {"text": "no id"}, {"id": True}, {"text": "no id"})
-    _, rejected = split(first)
+    _, rejected = split(shaped(spark, {"text": "no id"}, {"id": True}, {"text": "no id"}))
     assert table.record("responses", "run-1", rejected) == 2
-    _, again = split(staged_lines(spark, {"text": "no id"}, {"id": [3]}))
+    _, again = split(shaped(spark, {"text": "no id"}, {"id": [3]}))
     assert table.record("responses", "run-2", again) == 2
-    _, none = split(staged_lines(spark, {"id": 1}))
+    _, none = split(shaped(spark, {"id": 1}))
     assert table.record("responses", "run-3", none) == 0
 
     rows = {r["record"]: r for r in spark.read.format("delta").load(table.path).collect()}

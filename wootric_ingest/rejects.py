@@ -7,7 +7,8 @@ shows whatever the API sent that the tables could not take:
 
     SELECT stream, reason, last_run_id, record FROM delta.`<root>/_wootric_ingest/rejected`
 
-A usable id is a whole JSON number or a string with a non-blank character (the tables store ids as strings,
+A usable id is a whole JSON number (of at most 38 digits, as Spark keeps it exactly) or a string with a
+non-blank character (the tables store ids as strings,
 so `12` and `"12"` are the same record). A record is stored once per stream, keyed on a hash of its text,
 however many runs fetch it again (the look-back re-reads a bad response every day, and a replayed run lands
 the same staging twice); `first_run_id` and `last_run_id` tell when it was seen.
@@ -20,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from wootric_ingest.sink import ensure_table, with_retries
+from wootric_ingest.streams import PRIMARY_KEY
 
 REJECTED_DIR = "_wootric_ingest/rejected"
 
@@ -39,35 +41,37 @@ REJECTED_SCHEMA = StructType([
     _col("last_fetched_at", TimestampType(), "When it was most recently fetched (UTC)"),
 ])
 
-_WHOLE = r"^(BIGINT|INT|SMALLINT|TINYINT|DECIMAL\([0-9]+,0\))$"
+_WHOLE = r"^-?[0-9]{1,38}$"  # a whole JSON number Spark keeps exactly, or a string of digits (the same key)
 
 
-def key_problem(record: Column) -> Column:
-    """Over a staged record's JSON text: why it cannot be keyed, or null when its id is usable.
+def key_problem(id_text: Column, raw: Column) -> Column:
+    """Over shaped rows (their `id` as text, their `_raw`): why the record cannot be keyed, or null.
 
     The staged reader keeps an object record as its JSON text; anything else (a string, a number, an array,
-    null) is not a record. The id's JSON type comes from parsing it as a VARIANT, so `true` and `"true"` differ.
+    null) is not a record. An id of digits, the common case, is settled by its text; any other id is parsed
+    as a VARIANT to learn its JSON type, so `"true"` (a string, a key) and `true` (a boolean) differ.
     """
-    id_value = F.from_json(record, "struct<id: variant>")["id"]
+    id_value = F.from_json(raw, "struct<id: variant>")["id"]
     kind = F.call_function("schema_of_variant", id_value)
-    text = F.call_function("variant_get", id_value, F.lit("$"), F.lit("string"))
+    as_text = F.call_function("variant_get", id_value, F.lit("$"), F.lit("string"))
     return (
-        F.when(record.isNull() | ~F.ltrim(record).startswith("{"), F.lit("not a JSON object"))
+        F.when(raw.isNull() | ~F.ltrim(raw).startswith("{"), F.lit("not a JSON object"))
+        .when(id_text.rlike(_WHOLE), F.lit(None))
         .when(id_value.isNull() | (kind == "VOID"), F.lit("no id"))
-        .when(kind.rlike(_WHOLE), F.lit(None))
-        .when(kind == "STRING", F.when(text.rlike(r"\S"), F.lit(None)).otherwise(F.lit("the id is a blank string")))
+        .when(kind == "STRING", F.when(as_text.rlike(r"\S"), F.lit(None)).otherwise(F.lit("the id is a blank string")))
         .when(kind == "BOOLEAN", F.lit("the id is a boolean"))
         .when(kind.startswith("OBJECT"), F.lit("the id is an object"))
         .when(kind.startswith("ARRAY"), F.lit("the id is an array"))
-        .otherwise(F.lit("the id is not a whole number"))
+        .otherwise(F.lit("the id is not a whole number of at most 38 digits"))
     )
 
 
-def split(staged: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Staged lines → (those that can be keyed, the others with a `reason` column)."""
-    judged = staged.withColumn("_key_problem", key_problem(F.col("record")))
+def split(shaped: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Shaped rows → (those with a usable id, the others as `record`, `_extracted_at` and `reason`)."""
+    judged = shaped.withColumn("_key_problem", key_problem(F.col(PRIMARY_KEY), F.col("_raw")))
     keyed = judged.where(F.col("_key_problem").isNull()).drop("_key_problem")
-    rejected = judged.where(F.col("_key_problem").isNotNull()).withColumnRenamed("_key_problem", "reason")
+    rejected = judged.where(F.col("_key_problem").isNotNull()).select(
+        F.col("_raw").alias("record"), "_extracted_at", F.col("_key_problem").alias("reason"))
     return keyed, rejected
 
 
@@ -80,7 +84,7 @@ class RejectedRecords:
 
     def record(self, stream: str, run_id: str, rejected: DataFrame) -> int:
         """Store a run's rejected records of one stream (each once); how many distinct ones there were."""
-        fetched = F.timestamp_seconds("fetched_at")
+        fetched = F.col("_extracted_at")
         rows = (rejected
                 .groupBy(F.lit(stream).alias("stream"),
                          F.sha2(F.coalesce("record", F.lit("null")), 256).alias("record_sha256"))
