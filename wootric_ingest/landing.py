@@ -1,15 +1,24 @@
-"""One stream's sync once planned: pages to staging, staging to one Delta commit."""
+"""One stream's sync once planned, in two steps: `extract` (the API's pages to staging, on the driver) and
+`land_staged` (staging to one Delta commit, on the cluster), so a run can land one stream while the driver
+fetches the next.
+
+Landing reads the staged files with an explicit schema and shapes them with Spark expressions, in two
+passes over the files and no cache: a summary (counts, newest cursor, type mismatches), then the commit.
+Nothing on the driver or in the JVM grows with the stream. The shuffle that keeps one row per id runs only
+when the summary found an id twice, so a full sync usually writes its files in fetch order.
+"""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from wootric_ingest.planning import FULL, INCREMENTAL, Plan
-from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, shape
+from wootric_ingest.rejects import RejectedRecords, split
+from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, shape, summarize
 from wootric_ingest.sink import DeltaSink
 from wootric_ingest.staging import StagingArea
 from wootric_ingest.wootric import WootricClient
@@ -30,40 +39,102 @@ class StreamResult:
     status: str = "ok"
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    path: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    bookmark: str | None = None
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    table_version: int | None = None
+    type_mismatches: dict[str, int] = field(default_factory=dict)
+    records_rejected: int = 0
 
 
-def sync_stream(spark: SparkSession, client: WootricClient, root: str, plan: Plan, run_id: str,
-                sink: DeltaSink) -> StreamResult:
-    """Fetch one stream's pages to staging, then land them in its table in one commit."""
-    result = StreamResult(plan.stream.name, plan.mode, plan.reason)
+def extract(client: WootricClient, staging: StagingArea, plan: Plan) -> StreamResult:
+    """The stream's pages to staging, skipping the ranges an earlier attempt of the run already staged.
+
+    What was fetched is flushed even when the client fails, so a retry of the run resumes from it.
+    """
+    result = StreamResult(plan.stream.name, plan.mode, plan.reason, path=plan.path, since=plan.since,
+                          until=plan.until)
     started = time.monotonic()
-    staging = StagingArea(root, run_id, plan.stream.name)
-    requests_before = client.requests_used
-    for page in client.pages(plan.stream, plan.since, plan.until):
-        staging.write(page)
-    staging.flush()
-    result.records_fetched = staging.records
-    result.api_requests = client.requests_used - requests_before
+    requests_before = client.stats.snapshot()["requests"]
+    try:
+        for batch in client.pages(plan.stream, plan.since, plan.until, done=staging.completed):
+            staging.write(batch.records, batch.completed)
+    finally:
+        staging.flush()
+        result.records_fetched = staging.records
+        result.api_requests = int(client.stats.snapshot()["requests"] - requests_before)
+        result.seconds = time.monotonic() - started
     log.info("%s: fetched %d records in %d requests", plan.stream.name, staging.records, result.api_requests)
-
-    sink.ensure_table()
-    if staging.records:
-        staged = spark.read.schema(STAGED_SCHEMA).json(staging.files)
-        rows = latest_per_id(shape(staged, plan.stream, run_id)).cache()
-        result.rows_written = rows.count()
-        newest = rows.agg(F.max(plan.stream.cursor_field)).first()[0]
-    else:
-        rows, newest = None, None
-    bookmark = max(filter(None, [newest, plan.bookmark if plan.mode == INCREMENTAL else None]), default=None)
-    metadata = {"run_id": run_id, "stream": plan.stream.name, "sync": plan.mode, "reason": plan.reason,
-                "bookmark": bookmark, "since": plan.since.isoformat(), "until": plan.until.isoformat()}
-    if plan.mode == FULL:
-        sink.overwrite(rows if rows is not None else spark.createDataFrame([], plan.stream.table_schema), metadata)
-    elif rows is not None:
-        sink.merge(rows, metadata)
-    if rows is not None:
-        rows.unpersist()
-    staging.cleanup()
-    result.table_rows = spark.read.format("delta").load(sink.path).count()
-    result.seconds = time.monotonic() - started
     return result
+
+
+def land_staged(spark: SparkSession, staging: StagingArea, plan: Plan, run_id: str, sink: DeltaSink,
+                result: StreamResult) -> StreamResult:
+    """Land the stream's staged records, then remove its staging; after a failure the staging stays."""
+    started = time.monotonic()
+    land(spark, staging.parts(), plan, run_id, sink, result,
+         rejected=RejectedRecords(spark, staging.root, sink.properties), staging_run=staging.run_id)
+    staging.cleanup()
+    result.seconds += time.monotonic() - started
+    return result
+
+
+def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: DeltaSink,
+         result: StreamResult, *, rejected: RejectedRecords, staging_run: str | None = None) -> None:
+    """Staged part files to at most one commit: a MERGE for an incremental sync, an overwrite for a full one.
+
+    A full sync commits even when the source is empty (the table must be empty then too, and the commit
+    records the full sync for the cron decision), then vacuums files older than the retention. Counts come
+    from the commit the run made, so a replayed run reports what it committed the first time. Records without a
+    usable id go to `rejected` instead. `staging_run` is the run whose staging this is, when this run resumed
+    an interrupted one's: the commit names it, so that staging is known to be landed.
+    """
+    result.path, result.since, result.until = sink.path, plan.since, plan.until
+    sink.prepare()
+    rows, newest = None, None
+    if parts:
+        staged = spark.read.schema(STAGED_SCHEMA).option("mode", "FAILFAST").json(parts)
+        shaped, unkeyed = split(shape(staged, plan.stream, run_id))
+        result.records_rejected = rejected.record(plan.stream.name, run_id, unkeyed)
+        if result.records_rejected:
+            log.warning("%s: %d records without a usable id went to %s, with the reason", plan.stream.name,
+                        result.records_rejected, rejected.path)
+        summary = summarize(shaped, plan.stream).first()
+        rows = shaped if summary["ids"] == summary["records"] else latest_per_id(shaped)
+        newest = summary["newest"]
+        result.type_mismatches = {column: n for column, n in summary["type_mismatches"].items() if n}
+        if result.type_mismatches:
+            log.warning("%s: values that did not fit their column's type landed as null (kept in _raw): %s",
+                        plan.stream.name, result.type_mismatches)
+    bookmark = max(filter(None, [newest, plan.bookmark if plan.mode == INCREMENTAL else None]), default=None)
+    metadata = plan.commit_metadata(run_id, bookmark)
+    if staging_run and staging_run != run_id:
+        metadata["staging_run"] = staging_run
+    version_before = sink.version()
+    if plan.mode == FULL:
+        sink.overwrite(rows if rows is not None else spark.createDataFrame([], sink.schema), metadata, run_id)
+    elif rows is not None:
+        sink.merge(rows, metadata, run_id)
+    commit = sink.commit_of(run_id)
+    committed_now = commit is not None and commit.version > version_before
+    if commit is not None:
+        if not committed_now:
+            log.info("%s: run %s already committed version %d; nothing written again", plan.stream.name, run_id,
+                     commit.version)
+        changes = sink.changes(commit)
+        result.mode, result.reason = commit.metadata["sync"], commit.metadata["reason"]
+        result.rows_inserted, result.rows_updated = changes.inserted, changes.updated
+        result.rows_deleted = changes.deleted
+        result.rows_written = changes.inserted + changes.updated
+        result.table_version, result.bookmark = commit.version, commit.metadata.get("bookmark")
+    else:
+        result.table_version, result.bookmark = version_before, plan.bookmark
+    if committed_now and plan.mode == FULL and version_before > 0:  # version 0 is the empty table's creation
+        sink.vacuum()
+    result.table_rows = sink.count()

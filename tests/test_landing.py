@@ -1,0 +1,86 @@
+"""Landing: a run's streams go through staging into their tables in one Spark session; staging is removed
+once a stream committed and kept (with its manifest) when it did not; a record staged twice lands once."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from wootric_ingest.job import run
+from wootric_ingest.landing import StreamResult, land
+from wootric_ingest.planning import RunOptions, plan_stream, table_properties
+from wootric_ingest.rejects import RejectedRecords
+from wootric_ingest.sandbox import Sandbox, SandboxOptions
+from wootric_ingest.sink import DeltaSink
+from wootric_ingest.staging import MANIFEST, STAGING_DIR, StagingArea
+from wootric_ingest.streams import STREAMS
+
+NOW = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox(SandboxOptions(end_users=40, responses=160, declines=25, seed=5)) as sb:
+        yield sb
+
+
+def table_raw(spark, config, stream: str) -> dict[str, dict]:
+    rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+    assert len(rows) == len({r["id"] for r in rows}), "a record landed twice"
+    return {r["id"]: json.loads(r["_raw"]) for r in rows}
+
+
+def staged_runs(config) -> list[str]:
+    folder = Path(config.catalog.root, STAGING_DIR)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_every_stream_lands_from_staging_and_its_staging_is_removed(spark, sandbox, make_config):
+    config = make_config(sandbox)
+    results = run(config, spark, now=NOW)
+    assert [(r.stream, r.status) for r in results] == [("end_users", "ok"), ("responses", "ok"), ("declines", "ok")]
+    for stream in ("end_users", "responses", "declines"):
+        assert table_raw(spark, config, stream) == {str(r["id"]): r for r in sandbox.dataset.records(stream)}
+    assert staged_runs(config) == []
+
+
+def test_a_stream_that_fails_to_land_keeps_its_staging_and_manifest(spark, sandbox, make_config):
+    config = make_config(sandbox)
+    blocked = Path(config.stream("responses").table_path(config.catalog))
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a Delta table")
+
+    results = {r.stream: r for r in run(config, spark, now=NOW)}
+
+    assert results["responses"].status == "failed"
+    assert results["end_users"].status == results["declines"].status == "ok"
+    [run_id] = staged_runs(config)
+    staging = StagingArea(config.catalog.root, run_id, "responses")
+    assert sorted(Path(staging.run_folder).iterdir()) == [Path(staging.folder)]  # the landed streams' are gone
+    staged = [json.loads(line)["record"] for part in staging.parts()
+              for line in Path(part).read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in staged) == sorted(sandbox.dataset.ids("responses"))
+    window = (int(config.start_date.timestamp()), int(NOW.timestamp()))
+    assert json.loads(Path(staging.folder, MANIFEST).read_text()) == {"completed": [list(window)]}
+
+
+def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, make_config):
+    config = make_config(sandbox)
+    stream_config = config.stream("responses")
+    sink = DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS["responses"], table_properties(config))
+    plan = plan_stream(config, stream_config, sink, RunOptions(), NOW)
+    first, second, third = sandbox.dataset.records("responses")[:3]
+    edited = dict(first, updated_at="2026-06-30 09:00:00 -0700", tags=["EDITED"])
+    staging = StagingArea(config.catalog.root, "run-1", "responses", batch_records=2)
+    staging.write([edited, second], fetched_at=NOW.timestamp() - 60)
+    staging.write([first, third], fetched_at=NOW.timestamp())  # an older version, fetched later
+    staging.flush()
+
+    result = StreamResult("responses", plan.mode, plan.reason)
+    land(spark, staging.parts(), plan, "run-1", sink, result,
+         rejected=RejectedRecords(spark, config.catalog.root, sink.properties))
+
+    assert table_raw(spark, config, "responses") == {str(r["id"]): r for r in (edited, second, third)}
+    assert result.table_rows == 3 and result.rows_inserted == 3
