@@ -21,6 +21,7 @@ from wootric_ingest.config import ConfigError, SecretReader, SourceConfig, load_
 log = logging.getLogger("wootric_ingest")
 
 COMMANDS = ("run", "check", "plan", "discover", "docs")
+CHECK_PATIENCE_SECONDS = 20.0  # `check` is a quick probe: an unreachable API is reported, not waited out
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 EPILOG = """\
@@ -175,10 +176,11 @@ def _cmd_check(args, config: SourceConfig) -> int:
     """Credentials and every stream, one page each: what a new user runs before scheduling anything."""
     from wootric_ingest.streams import STREAMS
     from wootric_ingest.wootric import CredentialsRejected, WootricClient
+    from wootric_ingest.wootric.transport import RetryPolicy
 
     print(f"config {args.config}: OK ({len(config.streams)} streams: "
           f"{', '.join(s.stream for s in config.streams)})")
-    client = WootricClient(config.api)
+    client = WootricClient(config.api, retry=RetryPolicy(give_up_after=CHECK_PATIENCE_SECONDS))
     failures = 0
     try:
         try:
