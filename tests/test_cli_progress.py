@@ -95,16 +95,24 @@ def test_the_summary_is_one_row_per_stream_then_why_each_ran_as_it_did():
         progress.finish(stream)
     results = [
         StreamResult("end_users", "FULL", "first run: the table does not exist yet", records_fetched=120,
-                     rows_written=120, table_rows=120, api_requests=4, seconds=3.5),
+                     rows_inserted=118, rows_updated=0, rows_deleted=3, table_rows=118, api_requests=4, seconds=3.5,
+                     records_rejected=2),
         StreamResult("responses", "INCREMENTAL", "bookmark 2024-03-01T00:00:00Z", records_fetched=240,
-                     rows_written=200, table_rows=1200, api_requests=6, seconds=4.25, status="failed"),
+                     rows_inserted=40, rows_updated=160, table_rows=1200, api_requests=6, seconds=4.25,
+                     status="failed", error="ConcurrentAppendException: files were added\n(details)"),
     ]
     assert summary(results, progress).splitlines() == [
-        "stream     sync         pages  fetched  written  table rows  requests  seconds  records/s  status",
-        "---------  -----------  -----  -------  -------  ----------  --------  -------  ---------  ------",
-        "end_users  FULL             3      120      120         120         4      3.5         60  ok",
-        "responses  INCREMENTAL      5      240      200        1200         6      4.2        120  failed",
+        "stream     sync         pages  fetched  inserted  updated  deleted  table rows  requests  seconds  "
+        "records/s  status",
+        "---------  -----------  -----  -------  --------  -------  -------  ----------  --------  -------  "
+        "---------  ------",
+        "end_users  FULL             3      120       118        0        3         118         4      3.5  "
+        "       60  ok",
+        "responses  INCREMENTAL      5      240        40      160        0        1200         6      4.2  "
+        "      120  failed",
         "",
-        "end_users: FULL sync, first run: the table does not exist yet",
-        "responses: INCREMENTAL sync, bookmark 2024-03-01T00:00:00Z",
+        "end_users: FULL sync, first run: the table does not exist yet; "
+        "2 records without a usable id kept in _wootric_ingest/rejected",
+        "responses: INCREMENTAL sync, bookmark 2024-03-01T00:00:00Z; failed: ConcurrentAppendException: "
+        "files were added",
     ]

@@ -54,12 +54,12 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
         planned = capsys.readouterr().out.splitlines()
 
     summary = ran.out.splitlines()
-    assert summary[0].split() == ["stream", "sync", "pages", "fetched", "written", "table", "rows", "requests",
-                                  "seconds", "records/s", "status"]
+    assert summary[0].split() == ["stream", "sync", "pages", "fetched", "inserted", "updated", "deleted", "table",
+                                  "rows", "requests", "seconds", "records/s", "status"]
     for stream in STREAMS:
         row = next(line.split() for line in summary if line.startswith(stream + " "))
-        assert (row[1], row[3], row[5], row[-1]) == ("FULL", str(len(expected[stream])),
-                                                      str(len(expected[stream])), "ok")
+        n = str(len(expected[stream]))
+        assert (row[1], row[3], row[4], row[7], row[-1]) == ("FULL", n, n, n, "ok")
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for stream in STREAMS:
         assert f"{stream}: fetched {len(expected[stream])} records in " in logged

@@ -151,22 +151,29 @@ class ProgressClient:
 
 
 def summary(results: Sequence[Any], progress: Progress) -> str:
-    """The run's closing table, one row per stream, then why each stream ran as it did."""
-    header = ("stream", "sync", "pages", "fetched", "written", "table rows", "requests", "seconds", "records/s",
-              "status")
+    """The run's closing table, one row per stream, then why each stream ran as it did and what went wrong."""
+    header = ("stream", "sync", "pages", "fetched", "inserted", "updated", "deleted", "table rows", "requests",
+              "seconds", "records/s", "status")
+    left_aligned = {0, 1, len(header) - 1}
     rows = []
     for r in results:
         fetched = progress.streams.get(r.stream)
         pages = str(fetched.pages) if fetched else "-"
         rate = f"{fetched.rate(progress.clock()):.0f}" if fetched else "-"
-        rows.append((r.stream, r.mode, pages, str(r.records_fetched), str(r.rows_written), str(r.table_rows),
-                     str(r.api_requests), f"{r.seconds:.1f}", rate, r.status))
+        rows.append((r.stream, r.mode, pages, str(r.records_fetched), str(r.rows_inserted), str(r.rows_updated),
+                     str(r.rows_deleted), str(r.table_rows), str(r.api_requests), f"{r.seconds:.1f}", rate, r.status))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(w) if i in (0, 1, 9) else cell.rjust(w)
+        return "  ".join(cell.ljust(w) if i in left_aligned else cell.rjust(w)
                          for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
 
     lines = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows), ""]
-    lines += [f"{r.stream}: {r.mode} sync, {r.reason}" for r in results]
+    for r in results:
+        line = f"{r.stream}: {r.mode} sync, {r.reason}" if r.mode else f"{r.stream}:"
+        if r.records_rejected:
+            line += f"; {r.records_rejected} records without a usable id kept in _wootric_ingest/rejected"
+        if r.error:
+            line += f"; failed: {r.error.splitlines()[0]}"
+        lines.append(line)
     return "\n".join(lines)
