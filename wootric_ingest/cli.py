@@ -220,9 +220,10 @@ def _pair(config: SourceConfig) -> tuple[str, str]:
     return ("username", "password") if config.api.auth.grant == "password" else ("client_id", "client_secret")
 
 
-def _plans(config: SourceConfig, options, now: datetime) -> list:
+def _plans(config: SourceConfig, options, now: datetime) -> list[tuple[Any, str | None]]:
+    """Each selected stream's plan, and the metastore name its table is registered under (if any)."""
     from wootric_ingest.planning import plan_stream, table_properties
-    from wootric_ingest.sink import DeltaSink
+    from wootric_ingest.sink import DeltaSink, metastore_name
     from wootric_ingest.spark import get_spark
     from wootric_ingest.streams import STREAMS
 
@@ -232,8 +233,8 @@ def _plans(config: SourceConfig, options, now: datetime) -> list:
         if options.streams and stream_config.stream not in options.streams:
             continue
         sink = DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS[stream_config.stream],
-                         table_properties(config))
-        plans.append(plan_stream(config, stream_config, sink, options, now))
+                         table_properties(config), metastore_name(config.catalog, stream_config))
+        plans.append((plan_stream(config, stream_config, sink, options, now), sink.name))
     return plans
 
 
@@ -247,7 +248,7 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
                       f"{config.additional_full_sync.timezone}")
     print(f"plan for {source} at {_utc(now)} ({schedules})")
     properties = ", ".join(f"{k}={v}" for k, v in table_properties(config).items())
-    for plan in _plans(config, options, now):
+    for plan, registered_as in _plans(config, options, now):
         stream = plan.stream
         write = ("one overwrite commit: the table becomes exactly what the API returns" if plan.mode == FULL
                  else "MERGE by id: new rows inserted, a row updated when its updated_at is newer")
@@ -255,6 +256,8 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
         print(f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
               f"(the API's '{stream.cursor_filter}' filter)")
         print(f"  writes  {plan.path} ({write})")
+        if registered_as:
+            print(f"  name    {registered_as} (in the metastore)")
         print(f"  table   {properties}")
 
 
