@@ -20,8 +20,11 @@ from deltalake import QueryBuilder
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
+from wootric_ingest.history import RunHistory
 from wootric_ingest.landing import StreamResult, land
 from wootric_ingest.planning import RunOptions, plan_stream, table_properties
+from wootric_ingest.shaping import latest_per_id, shape
+from wootric_ingest.rejects import RejectedRecords
 from wootric_ingest.sink import DeltaSink, decode, metastore_name
 from wootric_ingest.streams import STREAMS
 
@@ -51,7 +54,8 @@ def land_records(spark, config, stream: str, records: list[dict], *, now: dateti
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_text("".join(json.dumps({"fetched_at": now.timestamp(), "record": r}) + "\n" for r in records))
     result = StreamResult(stream, plan.mode, plan.reason)
-    land(spark, [str(part)] if records else [], plan, run_id, sink, result)
+    land(spark, [str(part)] if records else [], plan, run_id, sink, result,
+         rejected=RejectedRecords(spark, config.catalog.root, {}))
     return result
 
 
@@ -149,6 +153,10 @@ def test_replaying_a_run_commits_nothing_and_reports_the_first_commit(spark, mak
 
     assert DeltaTable.forPath(spark, path).history(1).first()["version"] == version
     assert table(spark, path) == rows
+    # The idempotency key and commit metadata went to a session of the write's own, never to the shared one
+    # that concurrent streams' threads use.
+    assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None
+    assert spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None) is None
     assert (replay.table_version, replay.rows_inserted, replay.rows_updated) == (version, 1, 1)
     assert (landed.table_version, landed.rows_inserted, landed.rows_updated) == (version, 1, 1)
 
@@ -202,12 +210,14 @@ def test_retention_is_set_at_creation_and_reconciled_with_one_alter_only_when_it
         return {k: v for k, v in shown.items() if k.endswith("RetentionDuration")}
 
     assert retention() == {"delta.logRetentionDuration": "interval 30 days",
-                           "delta.deletedFileRetentionDuration": "interval 30 days"}
+                           "delta.deletedFileRetentionDuration": "interval 30 days",
+                           "delta.setTransactionRetentionDuration": "interval 30 days"}
     shorter = make_config(source={"delta_log_retention_days": 7})
     for hours in (1, 2):
         land_records(spark, shorter, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0 + timedelta(hours=hours))
     assert retention() == {"delta.logRetentionDuration": "interval 7 days",
-                           "delta.deletedFileRetentionDuration": "interval 7 days"}
+                           "delta.deletedFileRetentionDuration": "interval 7 days",
+                           "delta.setTransactionRetentionDuration": "interval 7 days"}
     assert [c["operation"] for c in history(spark, path)].count("SET TBLPROPERTIES") == 1
 
 
@@ -308,7 +318,6 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
         return email
 
     staged = spark.createDataFrame([(json.dumps(user(3, "2024-02-02 10:00:00")),)], "record string")
-    from wootric_ingest.shaping import latest_per_id, shape
     rows = (latest_per_id(shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"),
                                 STREAMS["end_users"], "second"))
             .withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email")))
@@ -318,3 +327,21 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
     assert marker.exists()
     assert sorted(table(spark, path)) == ["1", "3"]
     assert [c["operation"] for c in history(spark, path)][-2:] == ["DELETE", "MERGE"]
+
+
+def test_a_field_that_changes_type_lands_as_null_and_is_counted_in_the_run_history(spark, make_config):
+    config = make_config()
+    drifted = user(2, "2024-02-01 10:00:00", last_response={"id": 7, "score": "nine", "text": "ok"},
+                   settings="disabled", nps_segment="promoter")  # a new field, too
+    result = land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), drifted], now=T0,
+                          run_id="drift")
+
+    assert result.type_mismatches == {"last_response.score": 1, "settings": 1}
+    row = table(spark, config.stream("end_users").table_path(config.catalog))["2"]
+    assert (row["last_response"]["score"], row["last_response"]["text"], row["settings"]) == (None, "ok", None)
+    assert json.loads(row["_raw"])["nps_segment"] == "promoter"
+
+    RunHistory(spark, config.catalog.root, table_properties(config)).record("drift", result)
+    runs = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+    assert [(r["run_id"], r["stream"], r["type_mismatches"]) for r in runs] == [
+        ("drift", "end_users", {"last_response.score": 1, "settings": 1})]

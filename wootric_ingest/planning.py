@@ -49,9 +49,11 @@ class Plan:
 
 def table_properties(config: SourceConfig) -> dict[str, str]:
     """The Delta properties every table gets: log and deleted-file retention of the configured days, so time
-    travel reaches back exactly that far."""
+    travel reaches back exactly that far. The idempotent-write ids each run leaves in the log (one per table)
+    expire after as long, instead of piling up forever; a replay comes within minutes, not days."""
     days = f"interval {config.delta_log_retention_days} days"
-    return {"delta.logRetentionDuration": days, "delta.deletedFileRetentionDuration": days}
+    return {"delta.logRetentionDuration": days, "delta.deletedFileRetentionDuration": days,
+            "delta.setTransactionRetentionDuration": days}
 
 
 def plan_stream(config: SourceConfig, stream_config: StreamConfig, sink: DeltaSink, options: RunOptions,
