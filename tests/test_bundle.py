@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from databricks.bundles.jobs import Job, PauseStatus
 
 from tests.conftest import config_dict
 from wootric_ingest.bundle import main as bundle_main
@@ -62,22 +63,23 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     assert definition["variables"]["spark_version"]["default"].startswith("17.")
 
     job_file, = (out / "resources").glob("*.yml")
-    job, = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
-    assert job["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "Europe/Lisbon",
-                               "pause_status": "UNPAUSED"}
-    assert job["max_concurrent_runs"] == 1
-    task, = job["tasks"]
-    assert set(task) == {"task_key", "job_cluster_key", "python_wheel_task", "libraries"}
-    assert task["python_wheel_task"] == {
-        "package_name": "wootric_ingest", "entry_point": "wootric-ingest",
-        "parameters": ["run", "--config", "${workspace.file_path}/conf/databricks.yaml"],
-    }
-    cluster, = job["job_clusters"]
-    assert cluster["job_cluster_key"] == task["job_cluster_key"]
-    assert cluster["new_cluster"]["spark_version"] == "${var.spark_version}"
+    resource, = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
+    job = Job.from_dict(resource)  # Databricks' own bundle model: an unknown or misplaced key is refused
+    assert (job.schedule.quartz_cron_expression, job.schedule.timezone_id, job.schedule.pause_status) == \
+        ("0 0 6 * * ?", "Europe/Lisbon", PauseStatus.UNPAUSED)
+    assert job.max_concurrent_runs == 1
+    task, = job.tasks
+    assert task.python_wheel_task.package_name == "wootric_ingest"
+    assert task.python_wheel_task.entry_point == "wootric-ingest"
+    assert task.python_wheel_task.parameters == ["run", "--config", "${workspace.file_path}/conf/databricks.yaml"]
+    assert task.notebook_task is None and task.spark_python_task is None
+    cluster, = job.job_clusters
+    assert cluster.job_cluster_key == task.job_cluster_key
+    assert cluster.new_cluster.num_workers == 0
+    assert resource["job_clusters"][0]["new_cluster"]["spark_version"] == "${var.spark_version}"
 
     # The library path (relative to the resource file) is the wheel make dist built, copied into the bundle.
-    library = (job_file.parent / task["libraries"][0]["whl"]).resolve()
+    library = (job_file.parent / task.libraries[0].whl).resolve()
     assert library.read_bytes() == wheel.read_bytes()
     # The wheel's `wootric-ingest` entry point is the one main() every other entry point calls.
     entry_points, requires = wheel_metadata(library)
@@ -99,9 +101,9 @@ def test_a_weekday_trigger_becomes_quartz_with_day_names(tmp_path, wheel):
                        catalog={"root": "/Volumes/main/wootric/lakehouse"})
     data["source"]["api"]["auth"] = {"client_id": "nps-client", "client_secret": "{{secrets/wootric/client_secret}}"}
     render(write(tmp_path, data), wheel, tmp_path / "bundle")
-    job, = yaml.safe_load((tmp_path / "bundle/resources/wootric_ingest.job.yml").read_text())["resources"]["jobs"].values()
-    assert job["schedule"]["quartz_cron_expression"] == "0 30 5 ? * MON-FRI"
-    assert job["schedule"]["timezone_id"] == "America/Sao_Paulo"
+    resource, = yaml.safe_load((tmp_path / "bundle/resources/wootric_ingest.job.yml").read_text())["resources"]["jobs"].values()
+    schedule = Job.from_dict(resource).schedule
+    assert (schedule.quartz_cron_expression, schedule.timezone_id) == ("0 30 5 ? * MON-FRI", "America/Sao_Paulo")
 
 
 def test_configs_that_cannot_work_on_a_job_cluster_are_refused_with_every_reason(tmp_path, wheel):
