@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
+from pyspark.sql.types import StructType
 
 from test_sink import assert_delta_rs_reads_the_same_rows
 from wootric_ingest import redaction
-from wootric_ingest.history import RUNS_DIR, RunHistory
+from wootric_ingest.history import RUNS_DIR, RUNS_SCHEMA, RunHistory
 from wootric_ingest.job import run
 from wootric_ingest.landing import StreamResult
 from wootric_ingest.planning import RunOptions, table_properties
@@ -68,3 +70,22 @@ def test_errors_are_recorded_without_secrets(spark, make_config):
                           error="401 for https://user:hunter2-very-secret@api.example.com/v1/responses")
     RunHistory(spark, config.catalog.root, table_properties(config)).record("r", failed)
     assert runs(spark, config, "r")["responses"]["error"] == "401 for https://user:***@api.example.com/v1/responses"
+
+
+def test_a_runs_table_from_an_older_version_gains_the_new_columns(spark, make_config):
+    config = make_config()
+    path = f"{config.catalog.root}/{RUNS_DIR}"
+    older = StructType([f for f in RUNS_SCHEMA.fields if f.name not in ("type_mismatches", "table_rows")])
+    DeltaTable.createIfNotExists(spark).location(path).addColumns(older).execute()
+    spark.createDataFrame([("old-run", "end_users", "ok")], "run_id string, stream string, status string") \
+        .write.format("delta").mode("append").save(path)
+
+    RunHistory(spark, config.catalog.root, table_properties(config)).record(
+        "new-run", StreamResult("end_users", "INCREMENTAL", "bookmark", table_rows=12, type_mismatches={"email": 1}))
+
+    table = spark.read.format("delta").load(path)
+    assert table.columns[-2:] == ["table_rows", "type_mismatches"]
+    rows = {r["run_id"]: (r["status"], r["table_rows"], r["type_mismatches"]) for r in table.collect()}
+    assert rows == {"old-run": ("ok", None, None), "new-run": ("ok", 12, {"email": 1})}
+    comments = {f.name: f.metadata.get("comment") for f in table.schema.fields}
+    assert comments["table_rows"] == "Rows in the table after the commit"

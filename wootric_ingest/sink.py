@@ -109,8 +109,9 @@ class RowChanges:
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, properties: dict[str, str]) -> None:
-    """Create the table with the schema, column comments and properties if it is not there; otherwise
-    reconcile its properties with one ALTER, and only when they differ."""
+    """Create the table with the schema, column comments and properties if it is not there. Otherwise add
+    the columns a newer version of the job defines (top level, with their comments; existing rows read them
+    as null), and reconcile its properties with one ALTER, only when they differ."""
     if not DeltaTable.isDeltaTable(spark, path):
         def create() -> None:
             builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
@@ -119,6 +120,14 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, properties:
             builder.execute()
 
         with_retries(create, f"creating {path}")
+    existing = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in schema.fields if f.name not in existing]
+    if missing:
+        columns = ", ".join(f"{_quote(f.name)} {f.dataType.simpleString()} "
+                            f"COMMENT {_sql_string(f.metadata.get('comment', ''))}" for f in missing)
+        log.info("%s: adding columns %s", path, [f.name for f in missing])
+        with_retries(lambda: spark.sql(f"ALTER TABLE delta.{_quote(path)} ADD COLUMNS ({columns})"),
+                     f"adding columns to {path}")
     current = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
     drift = {k: v for k, v in properties.items() if current.get(k) != v}
     if drift:
