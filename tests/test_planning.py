@@ -138,7 +138,7 @@ def test_commit_metadata_carries_the_last_full_sync_forward(make_config):
 
 def test_last_full_sync_is_read_from_the_newest_commit_that_knows_it():
     def commit(version, **meta):
-        return CommitInfo(version, version - 1, None, "MERGE", {}, meta)
+        return CommitInfo(version, version - 1, "MERGE", {}, meta)
 
     newest_first = [
         commit(4, sync="INCREMENTAL", last_full_sync="2024-03-02T12:00:00+00:00"),

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -66,7 +66,7 @@ def metastore_name(catalog: CatalogConfig, stream_config: StreamConfig) -> str |
     return ".".join(_quote(p) for p in parts)
 
 
-def with_retries(action: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(action: Callable[[], T], what: str) -> T:
     """Run a Delta commit, trying again after a conflict with a concurrent writer; other errors propagate."""
     for delay in RETRY_DELAYS:
         try:
@@ -76,7 +76,7 @@ def with_retries(action: Callable[[], T], what: str, sleep: Callable[[float], No
             if conflict is None:
                 raise
             log.warning("%s conflicted with a concurrent commit (%s); retrying in %.0fs", what, conflict, delay)
-            sleep(delay)
+            time.sleep(delay)
     return action()
 
 
@@ -95,7 +95,6 @@ class CommitInfo:
 
     version: int
     read_version: int | None
-    timestamp: Any
     operation: str
     metrics: dict[str, str]
     metadata: dict
@@ -199,12 +198,12 @@ class DeltaSink:
     def commits(self, limit: int = 1000) -> list[CommitInfo]:
         """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
         history = self.table().history(limit).select(
-            "version", "readVersion", "timestamp", "operation", "operationMetrics", "userMetadata")
+            "version", "readVersion", "operation", "operationMetrics", "userMetadata")
         result = []
         for row in history.where(F.col("userMetadata").isNotNull()).collect():
             meta = decode(row["userMetadata"])
             if meta is not None:
-                result.append(CommitInfo(row["version"], row["readVersion"], row["timestamp"], row["operation"],
+                result.append(CommitInfo(row["version"], row["readVersion"], row["operation"],
                                          dict(row["operationMetrics"] or {}), meta))
         return result
 
