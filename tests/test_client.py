@@ -217,6 +217,18 @@ def test_persistent_5xx_gives_up_naming_the_endpoint():
             extract(client)
 
 
+def test_the_configured_give_up_time_bounds_how_long_a_failing_request_is_retried():
+    with Sandbox(SandboxOptions(end_users=50, responses=100, declines=0)) as sb:
+        sb.faults.script("status_503", 1000)
+        c = sb.credentials
+        api = ApiConfig(base_url=sb.base_url, auth=Auth(username=c.username, password=c.password),
+                        retry_give_up_seconds=1)
+        started = time.monotonic()
+        with pytest.raises(GaveUp, match=r"GET /v1/responses kept failing"):
+            extract(WootricClient(api))
+    assert 1 <= time.monotonic() - started < 10
+
+
 def test_a_4xx_fails_at_once_with_the_apis_message():
     bad_stream = dataclasses.replace(RESPONSES, sort_key="score")
     with Sandbox(SandboxOptions(end_users=50, responses=100, declines=0)) as sb:

@@ -183,6 +183,20 @@ def test_retention_days_must_be_a_positive_whole_number(days):
         f"source.delta_log_retention_days: must be a positive whole number, got {days!r}"]
 
 
+def test_how_long_a_failing_request_is_retried_defaults_to_15_minutes():
+    assert parse_config(config_dict(), environ={}).api.retry_give_up_seconds == 900
+    data = config_dict()
+    data["source"]["api"]["retry_give_up_seconds"] = 120
+    assert parse_config(data, environ={}).api.retry_give_up_seconds == 120
+
+
+@pytest.mark.parametrize("seconds", [0, -5, "900", 2.5, True])
+def test_the_retry_give_up_time_must_be_a_positive_whole_number(seconds):
+    data = config_dict()
+    data["source"]["api"]["retry_give_up_seconds"] = seconds
+    assert problems(data) == [f"source.api.retry_give_up_seconds: must be a positive whole number, got {seconds!r}"]
+
+
 def test_a_negative_look_back_is_refused():
     assert problems(with_stream("responses", lookback_days=-1)) == [
         "streams.responses.lookback_days: must be a whole number >= 0, got -1"]

@@ -84,6 +84,7 @@ class ApiConfig:
     max_concurrency: int = 4
     requests_per_minute: int = 100
     timeout_seconds: float = 60.0
+    retry_give_up_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ class SourceConfig:
 _KEYS: dict[str, set[str]] = {
     "": {"source", "catalog", "streams"},
     "source": {"description", "api", "start_date", "trigger", "delta_log_retention_days", "additional_full_sync"},
-    "source.api": {"base_url", "auth", "max_concurrency", "requests_per_minute", "timeout_seconds"},
+    "source.api": {"base_url", "auth", "max_concurrency", "requests_per_minute", "timeout_seconds",
+                   "retry_give_up_seconds"},
     "source.api.auth": {"username", "password", "client_id", "client_secret", "account_token"},
     "schedule": {"cron", "timezone"},
     "catalog": {"root", "table_prefix", "metastore", "name"},
@@ -306,6 +308,8 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
         requests_per_minute=r.integer(api_raw.get("requests_per_minute"), "source.api.requests_per_minute", 100,
                                       minimum=1),
         timeout_seconds=float(r.integer(api_raw.get("timeout_seconds"), "source.api.timeout_seconds", 60, minimum=1)),
+        retry_give_up_seconds=r.integer(api_raw.get("retry_give_up_seconds"), "source.api.retry_give_up_seconds",
+                                        900, minimum=1),
     )
 
     start_date = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -123,7 +123,9 @@ class Stream:
     """What the client, the sink and the docs need to know about one Wootric stream.
 
     `cursor_filter` is the API filter that walks `cursor_field`; responses and declines have only a
-    `created` filter, so edits to them are caught by re-reading a look-back window.
+    `created` filter, so edits to them are caught by re-reading a look-back window. `cursor_moves`: a
+    change to a record moves its cursor (an end user's `updated_at` jumps to "now"), so the record can
+    move while it is walked.
     """
 
     name: str
@@ -131,6 +133,7 @@ class Stream:
     path: str
     cursor_field: str
     cursor_filter: str
+    cursor_moves: bool
     sort_key: str
     schema: StructType
     default_lookback_days: int
@@ -150,6 +153,7 @@ STREAMS: dict[str, Stream] = {
             path="end_users",
             cursor_field="updated_at",
             cursor_filter="updated",
+            cursor_moves=True,
             sort_key="updated_at",
             schema=END_USERS_SCHEMA,
             default_lookback_days=0,
@@ -160,6 +164,7 @@ STREAMS: dict[str, Stream] = {
             path="responses",
             cursor_field="created_at",
             cursor_filter="created",
+            cursor_moves=False,
             sort_key="created_at",
             schema=RESPONSES_SCHEMA,
             default_lookback_days=30,
@@ -170,6 +175,7 @@ STREAMS: dict[str, Stream] = {
             path="declines",
             cursor_field="created_at",
             cursor_filter="created",
+            cursor_moves=False,
             sort_key="created_at",
             schema=DECLINES_SCHEMA,
             default_lookback_days=30,

@@ -55,7 +55,9 @@ class Batch:
 class WootricClient:
     """One account's API session: `authenticate()`, then `pages()` per stream, then `close()`."""
 
-    def __init__(self, api: ApiConfig, *, retry: RetryPolicy = RetryPolicy()):
+    def __init__(self, api: ApiConfig, *, retry: RetryPolicy | None = None):
+        """`retry` defaults to giving up on a request after the config's `retry_give_up_seconds`."""
+        retry = retry or RetryPolicy(give_up_after=api.retry_give_up_seconds)
         self.api = api
         self.endpoints = endpoints(api.base_url)
         self.stats = Stats()
@@ -188,7 +190,7 @@ class LiveEdge:
     """
 
     def __init__(self, stream: Stream, since: float):
-        self._moves = stream.cursor_field == "updated_at"
+        self._moves = stream.cursor_moves
         self._since = math.floor(since)
         self._ranges: list[tuple[int, int]] = []
         self._windows = 0
