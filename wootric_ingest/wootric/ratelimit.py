@@ -16,10 +16,11 @@ headers:
   instead would count twice those that have arrived but are not answered yet: at one second per page
   that left a tenth of each window unused;
 - a window ends when its reset time passes (plus a margin for the server's clock and ours), or as
-  soon as an answer shows the server counting in a newer one. An answer without headers (the token
-  endpoint, a proxy's error page, a broken connection) cannot say which window it counted in, so it is
-  charged to the next window as well, unless it came back before a request was sent that still counted
-  in the old one (then it arrived before the reset);
+  soon as an answer shows the server counting in a newer one (then every request out at the same time
+  counts as both counted by it and still to come). An answer without headers (the token endpoint, a
+  proxy's error page, a broken connection) cannot say which window it counted in, so it is charged to
+  the next window as well, unless it came back before a request was sent that still counted in the old
+  one (then it arrived before the reset);
 - before the first headers, the configured requests per minute over an assumed 60 s window;
 - a 429 (another client got there first) stops every thread until the window resets, or for one
   learnt window when the answer carries no headers.
@@ -35,7 +36,6 @@ from typing import Callable, Mapping
 from wootric_ingest.wootric.errors import Cancelled
 
 ASSUMED_WINDOW = 60.0
-_SAME_RESET = 1e-3
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,12 @@ class Quota:
 
 @dataclass(frozen=True)
 class Permit:
-    """Leave to send one request: when it was granted (before the request can arrive anywhere) and how
-    long the thread waited for it."""
+    """Leave to send one request: when it was granted (before the request can arrive anywhere), how long
+    the thread waited for it, and how many answers had come back by then."""
 
     granted_at: float
     waited: float
+    answers_before: int
 
 
 class RateLimiter:
@@ -79,6 +80,7 @@ class RateLimiter:
         self._window = ASSUMED_WINDOW
         self._window_learnt = False
         self._in_flight = 0
+        self._answers = 0
         self._resets_at: float | None = None
         self._began: float | None = None
         self._ended = -math.inf
@@ -102,20 +104,22 @@ class RateLimiter:
                 if self._charged + self._others < self._limit:
                     self._charged += 1
                     self._in_flight += 1
-                    return Permit(now, now - start)
+                    return Permit(now, now - start, self._answers)
                 self._cond.wait(min(0.25, max(0.001, self._deadline() + self._margin() - now)))
 
     def release(self, permit: Permit, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
         """The answer to a permitted request is back (headers None when there was no answer)."""
         with self._cond:
             self._in_flight -= 1
+            overlapping = self._answers - permit.answers_before
+            self._answers += 1
             now = self._clock()
             quota = Quota.from_headers(headers, now)
             current = True
             if quota is None:
                 self._unplaced.append(now)
             else:
-                current = self._observe(quota, permit, now)
+                current = self._observe(quota, permit, overlapping, now)
             if throttled and current:
                 self._others = self._limit
                 if quota is None:
@@ -127,21 +131,25 @@ class RateLimiter:
         with self._cond:
             return self._limit / self._window
 
-    def _observe(self, quota: Quota, permit: Permit, now: float) -> bool:
-        """Learn from an answer's headers; False when it counted in a window that is already over."""
+    def _observe(self, quota: Quota, permit: Permit, overlapping: int, now: float) -> bool:
+        """Learn from an answer's headers (`overlapping`: other answers that came back while its request
+        was out); False when it counted in a window that is already over."""
         self._limit = quota.limit
         self._learn_window(quota.reset - now)
-        if quota.reset <= self._ended + _SAME_RESET:
+        same = self._same_reset()
+        if quota.reset <= self._ended + same:
             return False
-        if self._resets_at is None:
-            self._resets_at = quota.reset
-        elif quota.reset > self._resets_at + _SAME_RESET:
-            self._roll(now, counted=1)
-            self._resets_at = quota.reset
-        elif quota.reset < self._resets_at - _SAME_RESET:
+        if self._resets_at is not None and quota.reset < self._resets_at - same:
             return True  # a window between the ended one and ours: nothing to learn, but a 429 still stops us
+        used = quota.limit - quota.remaining
+        if self._resets_at is not None and quota.reset > self._resets_at + same:
+            self._roll(now, counted=1)
+            # Our window ended early, on the server's word. Should that word be wrong (a Reset that drifts),
+            # every request out while this one was may arrive after it: they count as counted and to come.
+            used += self._in_flight + overlapping
+        self._resets_at = quota.reset if self._resets_at is None else self._resets_at
         self._placed_until = max(self._placed_until, permit.granted_at)
-        self._others = max(self._others, quota.limit - quota.remaining - self._charged)
+        self._others = max(self._others, used - self._charged)
         return True
 
     def _roll(self, now: float, *, counted: int = 0) -> None:
@@ -166,6 +174,11 @@ class RateLimiter:
         if self._resets_at is not None:
             return self._resets_at
         return (self._began if self._began is not None else self._clock()) + self._window
+
+    def _same_reset(self) -> float:
+        """How far apart two resets of one window may be read (a Reset in seconds from now drifts with
+        rounding and transit); two windows' resets are a whole window apart."""
+        return min(2.0, self._window / 4)
 
     def _margin(self) -> float:
         """Slack after a reset, for the server's and our clocks to agree on which window a request is in."""
