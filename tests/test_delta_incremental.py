@@ -9,9 +9,11 @@ import calendar
 import json
 from datetime import datetime, timedelta, timezone
 
+import deltalake
 import pytest
 from delta.tables import DeltaTable
 
+from test_sink import assert_delta_rs_reads_the_same_rows
 from wootric_ingest.job import run
 from wootric_ingest.planning import RunOptions
 from wootric_ingest.sandbox import Sandbox, SandboxOptions
@@ -80,6 +82,10 @@ def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing
         assert landed(spark, config, stream) == now
         assert (second[stream].rows_inserted, second[stream].rows_updated,
                 second[stream].rows_deleted) == changed(before[stream], now), stream
+        # Plain Delta that any reader opens: no reader features, and delta-rs sees the same rows.
+        path = config.stream(stream).table_path(config.catalog)
+        assert deltalake.DeltaTable(path).protocol().min_reader_version == 1
+        assert_delta_rs_reads_the_same_rows(spark, path)
 
     # The run is retried after a crash that followed its commits: nothing is committed again.
     versions = {stream: version(spark, config, stream) for stream in STREAMS}
