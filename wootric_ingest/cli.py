@@ -180,7 +180,8 @@ def _cmd_check(args, config: SourceConfig) -> int:
 
     print(f"config {args.config}: OK ({len(config.streams)} streams: "
           f"{', '.join(s.stream for s in config.streams)})")
-    client = WootricClient(config.api, retry=RetryPolicy(give_up_after=CHECK_PATIENCE_SECONDS))
+    patience = min(CHECK_PATIENCE_SECONDS, config.api.retry_give_up_seconds)
+    client = WootricClient(config.api, retry=RetryPolicy(give_up_after=patience))
     failures = 0
     try:
         try:
