@@ -4,8 +4,9 @@ Runs a full extraction of responses (with a dense hour and a dense second) again
 HTTP, once with a fast API and once at about one second per page, and prints per run: records, requests
 used against the minimum ceil(N/50), 429s received, and wall time against the floor (requests divided
 by the rate limit). It exits non-zero unless every run lost nothing, met no 429, used at most
-1.05 x ceil(N/50) + windows requests and finished within 10% of the floor. The rate limit is scaled up (100 requests per `--window` seconds instead of per
-minute) so the whole benchmark takes a few minutes; the client learns the window from the headers.
+1.05 x ceil(N/50) + windows requests and finished within 10% of the floor. The rate limit is scaled up
+(100 requests per `--window` seconds instead of per minute) so the whole benchmark takes a few minutes;
+the client learns the window from the headers.
 
     python bench/extraction.py [--quick] [--window SECONDS] [--records N]
 """
