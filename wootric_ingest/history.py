@@ -50,6 +50,7 @@ RUNS_SCHEMA = StructType([
     _col("window_until", TimestampType(), "End of the window read from the API (UTC)"),
     _col("bookmark", StringType(), "The newest cursor value landed: where the next incremental sync starts"),
     _col("records_fetched", LongType(), "Records the API returned"),
+    _col("records_rejected", LongType(), "Records without a usable id, kept in _wootric_ingest/rejected"),
     _col("api_requests", LongType(), "Requests made to the API"),
     _col("rows_inserted", LongType(), "Rows the commit inserted"),
     _col("rows_updated", LongType(), "Rows the commit rewrote because the record was newer"),
@@ -93,6 +94,6 @@ def _row(run_id: str, r: StreamResult) -> tuple:
         run_id, r.stream, r.path, r.mode, r.reason, r.status,
         redaction.redact(r.error) if r.error else None,
         r.started_at, r.finished_at, float(r.seconds), r.since, r.until, r.bookmark,
-        r.records_fetched, r.api_requests, r.rows_inserted, r.rows_updated, r.rows_deleted,
+        r.records_fetched, r.records_rejected, r.api_requests, r.rows_inserted, r.rows_updated, r.rows_deleted,
         r.table_version, r.table_rows, dict(r.type_mismatches),
     )

@@ -239,9 +239,10 @@ class TableLocks:
         except BaseException:
             self.release()
             raise
-        self._beater = threading.Thread(target=self._beat_until_released, name="wootric-lock-heartbeat",
-                                        daemon=True)
-        self._beater.start()
+        if self._held:
+            self._beater = threading.Thread(target=self._beat_until_released, name="wootric-lock-heartbeat",
+                                            daemon=True)
+            self._beater.start()
 
     def check(self) -> None:
         """Raise `LockLost` when a heartbeat found that another run took one of our locks over."""

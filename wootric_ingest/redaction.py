@@ -2,12 +2,15 @@
 
 Every secret the config resolves (passwords, client secrets, tokens the client obtains) is registered
 here once; `redact()` scrubs any text, and the logging filter scrubs every record on its way out, so
-no code path has to remember to do it.
+no code path has to remember to do it. Records are scrubbed as they are staged (`redact_values`), so a
+secret an API answer happens to carry never reaches a file, a table, `_raw` or a Spark plan.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from typing import Any
 
 MASK = "***"
 
@@ -30,6 +33,25 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def exposes(text: str) -> bool:
+    """Whether `text` (JSON, as serialised) holds a registered secret, as written or JSON-escaped."""
+    with _lock:
+        secrets = list(_secrets)
+    return any(s in text or json.dumps(s, ensure_ascii=False)[1:-1] in text for s in secrets)
+
+
+def redact_values(value: Any) -> Any:
+    """Parsed JSON with every registered secret masked inside its strings (keys too); numbers and structure are
+    left alone, so it still serialises to valid JSON (masking the serialised text could cut into a number)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_values(v) for v in value]
+    if isinstance(value, dict):
+        return {redact(k): redact_values(v) for k, v in value.items()}
+    return value
 
 
 class RedactingFilter(logging.Filter):
