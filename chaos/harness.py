@@ -36,6 +36,7 @@ from pathlib import Path
 import requests
 
 from wootric_ingest.config import load_config
+from wootric_ingest.resume import RESUMED
 from wootric_ingest.streams import STREAMS
 from wootric_ingest.wootric import WootricClient
 
@@ -45,7 +46,6 @@ FAULT_KINDS = ("status_500", "status_503", "status_429", "status_429_no_headers"
                "token_timeout", "expire_token")
 KILL_POINTS = ("staged", "landing", "committed", "timed")
 ATTEMPT_TIMEOUT = 900.0
-RESUMED = "resuming the extraction of run"  # what the job logs when it picks up an interrupted run's staging
 
 
 @dataclass

@@ -170,3 +170,43 @@ def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetch
     assert (rows['{"id":true}']["first_run_id"], rows['{"id":true}']["last_run_id"]) == ("run-1", "run-1")
     assert rows['{"id":[3]}']["reason"] == "the id is an array"
     assert {r["stream"] for r in rows.values()} == {"responses"}
+
+
+# --------------------------------------------------------------------------------------------- the whole job
+
+def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(spark, hostile_sandbox, make_config):
+    from wootric_ingest.job import run
+    from wootric_ingest.planning import RunOptions
+
+    sb = hostile_sandbox
+    config = make_config(sb)
+    result, = run(config, spark, RunOptions(streams=("responses",)))
+
+    assert result.status == "ok", result.error
+    keyed = {usable_id(r): r for r in sb.truth if usable_id(r) is not None}
+    unkeyed = [r for r in sb.truth if usable_id(r) is None]
+    rows = {r["id"]: r for r in spark.read.format("delta").load(config.stream("responses")
+                                                                .table_path(config.catalog)).collect()}
+    assert set(rows) == set(keyed)
+    for key, record in keyed.items():
+        row = rows[key]
+        assert json.loads(row["_raw"]) == record
+        if record["score"] == "ten":
+            assert row["score"] is None
+        if record["updated_at"] == "the day after tomorrow":
+            assert row["updated_at"] is None
+        assert row["text"] == record["text"]  # the megabyte comment, emoji, NUL and bidi characters, intact
+    assert any(r["text"] == MEGABYTE_COMMENT for r in rows.values())
+    assert any(r["text"] == ODD_TEXT for r in rows.values())
+    assert any(r["id"].startswith("R-") for r in rows.values())
+    assert result.type_mismatches["score"] == sum(1 for r in keyed.values() if r["score"] == "ten")
+    assert result.type_mismatches["updated_at"] == sum(1 for r in keyed.values()
+                                                       if r["updated_at"] == "the day after tomorrow")
+
+    rejected = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/rejected").collect()
+    assert sorted(identity(json.loads(r["record"])) for r in rejected) == sorted(map(identity, unkeyed))
+    assert {r["reason"] for r in rejected} == {"no id", "the id is an object"}
+    assert {r["stream"] for r in rejected} == {"responses"}
+    assert result.records_rejected == len(unkeyed)
+    history, = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+    assert history["records_rejected"] == len(unkeyed) and history["status"] == "ok"

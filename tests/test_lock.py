@@ -155,3 +155,43 @@ def test_a_run_locks_the_tables_of_its_streams(tmp_path, make_config):
         names = lock_files(Path(config.catalog.root))
     assert names == [f"raw.wootric.wootric_{s}.{kind}" for s in ("declines", "end_users", "responses")
                      for kind in ("beat", "lock")]
+
+
+def test_a_manual_run_during_a_scheduled_one_stops_and_the_scheduled_one_lands_everything_once(
+        spark, tmp_path, make_config, capsys, monkeypatch):
+    import yaml
+
+    from tests.conftest import config_dict
+    from wootric_ingest.cli import main
+    from wootric_ingest.job import run
+    from wootric_ingest.sandbox import Sandbox, SandboxOptions
+
+    with Sandbox(SandboxOptions(end_users=40, responses=90, declines=12, seed=52, latency=0.3)) as sb:
+        config = make_config(sb)
+        data = config_dict(catalog={"root": config.catalog.root, "table_prefix": "wootric_"})
+        data["source"]["api"] = {"base_url": sb.base_url, "auth": {"username": sb.credentials.username,
+                                                                  "password": "${LOCK_TEST_PASSWORD}"}}
+        monkeypatch.setenv("LOCK_TEST_PASSWORD", sb.credentials.password)
+        (tmp_path / "source.yaml").write_text(yaml.safe_dump(data))
+        locks = Path(config.catalog.root) / LOCKS_DIR
+
+        scheduled: list = []
+        thread = threading.Thread(target=lambda: scheduled.extend(run(config, spark)))
+        thread.start()
+        deadline = time.monotonic() + 300
+        while not (locks.exists() and any(locks.glob("*.lock"))):
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
+        status = main(["run", "--config", str(tmp_path / "source.yaml")])
+        manual = capsys.readouterr()
+        thread.join()
+
+        assert status == 1
+        assert "run failed: another run of this source is in progress since " in manual.err
+        assert [r.status for r in scheduled] == ["ok", "ok", "ok"]
+        for stream in ("end_users", "responses", "declines"):
+            rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+            assert sorted(r["id"] for r in rows) == sorted(str(i) for i in sb.dataset.ids(stream))
+        history = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+        assert len(history) == 3 and len({r["run_id"] for r in history}) == 1, "the manual run recorded something"
+    assert lock_files(Path(config.catalog.root)) == []
