@@ -53,5 +53,12 @@ CHAOS_SEED ?= 1
 chaos: setup
 	$(BIN)/python -m chaos --runs $(CHAOS_RUNS) --seed $(CHAOS_SEED)
 
+## make bench [BENCH_ARGS=--quick]: our own cost of a run (driver memory, landing throughput, no-op run,
+## MERGE vs rewrite, Spark start) for 10k, 100k and 1M responses, each beside its baseline; --quick: 1k and 10k
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	$(BIN)/python bench/landing.py $(BENCH_ARGS)
+
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

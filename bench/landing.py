@@ -130,6 +130,12 @@ def _land(spark, parts: list[str], plan, run_id: str, sink, root: str):
     return result
 
 
+def _kept(root: str) -> str:
+    """Where the full sync stages, beside the catalog root: later runs' own staging clean-up never sees it, so
+    the naive baseline and the full rewrite read the very same records."""
+    return f"{root}-staged"
+
+
 def _sink(spark, config, stream_config):
     from wootric_ingest.planning import table_properties
     from wootric_ingest.sink import DeltaSink
@@ -140,7 +146,8 @@ def _sink(spark, config, stream_config):
 
 
 def child_sync(url: str, root: str) -> dict:
-    """A full sync of every stream through staging: extract all, then land each (timed apart); staging kept."""
+    """A full sync of every stream through staging: extract all, then land each (timed apart); staging kept
+    for the baseline and the rewrite."""
     from wootric_ingest.landing import extract
     from wootric_ingest.planning import RunOptions, plan_stream
     from wootric_ingest.staging import StagingArea
@@ -157,7 +164,7 @@ def child_sync(url: str, root: str) -> dict:
         for stream_config in config.streams:
             sink = _sink(spark, config, stream_config)
             plan = plan_stream(config, stream_config, sink, RunOptions(), now)
-            staging = StagingArea(root, RUN_ID, stream_config.stream)
+            staging = StagingArea(_kept(root), RUN_ID, stream_config.stream)
             result = extract(client, staging, plan)
             fetched.append((sink, plan, staging, result))
     for sink, plan, staging, fetch in fetched:
@@ -182,7 +189,7 @@ def child_naive(root: str) -> dict:
     naive = config.catalog.root + "/naive"
     out: dict = {"spark_start_s": spark_start, "streams": {}}
     for stream_config in config.streams:
-        records = [json.loads(line) for part in StagingArea(root, RUN_ID, stream_config.stream).parts()
+        records = [json.loads(line) for part in StagingArea(_kept(root), RUN_ID, stream_config.stream).parts()
                    for line in Path(part).read_text(encoding="utf-8").splitlines()]
         sink = _sink(spark, config, stream_config)
         sink.path = f"{naive}/{stream_config.stream}"
@@ -246,7 +253,7 @@ def child_incremental(url: str, root: str) -> dict:
     plan = plan_stream(config, stream_config, sink, RunOptions(full_sync=True), now)
     assert plan.mode == FULL
     started = time.monotonic()
-    result = _land(spark, StagingArea(root, RUN_ID, "responses").parts(), plan, "bench-rewrite", sink, root)
+    result = _land(spark, StagingArea(_kept(root), RUN_ID, "responses").parts(), plan, "bench-rewrite", sink, root)
     out["rewrite"] = {"land_s": time.monotonic() - started, "rows": result.table_rows}
     return out
 
@@ -374,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"N={n}: {CHANGED:.0%} of responses changed; incremental run and full rewrite...", flush=True)
                     m["incremental"] = run_child("incremental", sandbox.url, root)
             shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(_kept(root), ignore_errors=True)
         plain = run_child("plain-spark")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -84,3 +84,24 @@ def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, 
 
     assert table_raw(spark, config, "responses") == {str(r["id"]): r for r in (edited, second, third)}
     assert result.table_rows == 3 and result.rows_inserted == 3
+
+
+def test_type_mismatches_are_counted_by_a_full_and_an_incremental_landing_alike(spark, sandbox, make_config):
+    config = make_config(sandbox)
+    stream_config = config.stream("responses")
+    sink = DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS["responses"], table_properties(config))
+    good, bad = sandbox.dataset.records("responses")[:2]
+    staging = StagingArea(config.catalog.root, "run-1", "responses")
+    staging.write([good, dict(bad, score="ten", completed="maybe")])
+    staging.flush()
+    rejected = RejectedRecords(spark, config.catalog.root, sink.properties)
+
+    full = plan_stream(config, stream_config, sink, RunOptions(), NOW)
+    landed_full = StreamResult("responses", full.mode, full.reason)
+    land(spark, staging.parts(), full, "run-1", sink, landed_full, rejected=rejected)
+    incremental = plan_stream(config, stream_config, sink, RunOptions(), NOW)
+    landed_incremental = StreamResult("responses", incremental.mode, incremental.reason)
+    land(spark, staging.parts(), incremental, "run-2", sink, landed_incremental, rejected=rejected)
+
+    assert (full.mode, incremental.mode) == ("FULL", "INCREMENTAL")
+    assert landed_full.type_mismatches == landed_incremental.type_mismatches == {"score": 1, "completed": 1}

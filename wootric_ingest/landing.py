@@ -3,24 +3,29 @@
 fetches the next.
 
 Landing reads the staged files with an explicit schema and shapes them with Spark expressions, in two
-passes over the files and no cache: a summary (counts, newest cursor, type mismatches), then the commit.
-Nothing on the driver or in the JVM grows with the stream. The shuffle that keeps one row per id runs only
-when the summary found an id twice, so a full sync usually writes its files in fetch order.
+passes over the files and no cache, so nothing on the driver or in the JVM grows with the stream: a census
+(counts, distinct ids, newest cursor; Spark parses only the id and cursor of each record), then the commit.
+A full sync counts type mismatches while it writes; an incremental one, usually small, in the census. The
+shuffle that keeps one row per id runs only when the census found an id twice, so a full sync usually
+writes its files in fetch order.
 """
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Observation, SparkSession
+from pyspark.sql import functions as F
 
 from wootric_ingest.planning import FULL, INCREMENTAL, Plan
-from wootric_ingest.rejects import RejectedRecords, split
-from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, shape, summarize
+from wootric_ingest.rejects import RejectedRecords, key_problem, split
+from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, observe_type_mismatches, shape, summarize
 from wootric_ingest.sink import DeltaSink
 from wootric_ingest.staging import StagingArea
+from wootric_ingest.streams import PRIMARY_KEY
 from wootric_ingest.wootric import WootricClient
 
 log = logging.getLogger(__name__)
@@ -97,21 +102,24 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
     """
     result.path, result.since, result.until = sink.path, plan.since, plan.until
     sink.prepare()
-    rows, newest = None, None
+    rows, newest, observation = None, None, None
     if parts:
         staged = spark.read.schema(STAGED_SCHEMA).option("mode", "FAILFAST").json(parts)
-        shaped, unkeyed = split(shape(staged, plan.stream, run_id))
-        result.records_rejected = rejected.record(plan.stream.name, run_id, unkeyed)
-        if result.records_rejected:
+        shaped = shape(staged, plan.stream, run_id)
+        keyed, unkeyed = split(shaped)
+        summary = summarize(shaped, plan.stream, key_problem(F.col(PRIMARY_KEY), F.col("_raw")).isNull(),
+                            types=plan.mode != FULL).first()
+        if summary["unkeyed"]:
+            result.records_rejected = rejected.record(plan.stream.name, run_id, unkeyed)
             log.warning("%s: %d records without a usable id went to %s, with the reason", plan.stream.name,
                         result.records_rejected, rejected.path)
-        summary = summarize(shaped, plan.stream).first()
-        rows = shaped if summary["ids"] == summary["records"] else latest_per_id(shaped)
+        rows = keyed if summary["ids"] == summary["records"] else latest_per_id(keyed)
         newest = summary["newest"]
-        result.type_mismatches = {column: n for column, n in summary["type_mismatches"].items() if n}
-        if result.type_mismatches:
-            log.warning("%s: values that did not fit their column's type landed as null (kept in _raw): %s",
-                        plan.stream.name, result.type_mismatches)
+        if plan.mode == FULL:  # a full sync can be large: count type mismatches while writing, not in a pass
+            observation = Observation(f"type_mismatches_{plan.stream.name}_{uuid.uuid4().hex}")
+            rows = observe_type_mismatches(rows, plan.stream, observation)
+        else:
+            _report_type_mismatches(plan, result, summary["type_mismatches"])
     bookmark = max(filter(None, [newest, plan.bookmark if plan.mode == INCREMENTAL else None]), default=None)
     metadata = plan.commit_metadata(run_id, bookmark)
     if staging_run and staging_run != run_id:
@@ -135,6 +143,15 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
         result.table_version, result.bookmark = commit.version, commit.metadata.get("bookmark")
     else:
         result.table_version, result.bookmark = version_before, plan.bookmark
+    if committed_now and observation is not None:  # complete only if the write ran, not when a replay skipped it
+        _report_type_mismatches(plan, result, observation.get)
     if committed_now and plan.mode == FULL and version_before > 0:  # version 0 is the empty table's creation
         sink.vacuum()
     result.table_rows = sink.count()
+
+
+def _report_type_mismatches(plan: Plan, result: StreamResult, counts: dict[str, int]) -> None:
+    result.type_mismatches = {column: n for column, n in counts.items() if n}
+    if result.type_mismatches:
+        log.warning("%s: values that did not fit their column's type landed as null (kept in _raw): %s",
+                    plan.stream.name, result.type_mismatches)

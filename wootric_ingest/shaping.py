@@ -8,7 +8,7 @@ the JVM, on executors.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DataType, DoubleType, IntegerType, StringType, StructField, StructType
 
@@ -89,20 +89,34 @@ def latest_per_id(rows: DataFrame) -> DataFrame:
 _RAW_PARSED = "_raw_parsed"
 
 
-def summarize(rows: DataFrame, stream: Stream) -> DataFrame:
-    """One row about shaped rows, computed in one pass: `records`, distinct `ids` (fewer than records when a
-    record was fetched twice), the `newest` cursor value and the `type_mismatches` map.
+def summarize(rows: DataFrame, stream: Stream, keyed: Column, *, types: bool) -> DataFrame:
+    """One row about shaped rows, in one pass: over the rows where `keyed` holds, `records`, distinct `ids`
+    (fewer than records when a record was fetched twice), the `newest` cursor value and, with `types`, the
+    `type_mismatches` map; and how many rows are `unkeyed`.
 
-    `_raw` is parsed once, in a projection beside the typed columns (the same parse as `shape`'s, so Spark
-    shares it), instead of once per counted column inside the aggregate: that is ten times faster.
+    Without `types` Spark parses only the id and the cursor of each record (it prunes the JSON schema to the
+    columns used), so the pass costs a fraction of shaping; `observe_type_mismatches` then counts them during
+    the write instead.
     """
+    parsed = rows.withColumn(_RAW_PARSED, F.from_json("_raw", raw_schema(stream.schema))) if types else rows
+    counts = [
+        F.count_if(keyed).alias("records"),
+        F.count_distinct(F.when(keyed, F.col(PRIMARY_KEY))).alias("ids"),
+        F.max(F.when(keyed, F.col(stream.cursor_field))).alias("newest"),
+        F.count_if(~keyed).alias("unkeyed"),
+    ]
+    if types:
+        counts.append(type_mismatches(stream, F.col(_RAW_PARSED)).alias("type_mismatches"))
+    return parsed.agg(*counts)
+
+
+def observe_type_mismatches(rows: DataFrame, stream: Stream, observation: Observation) -> DataFrame:
+    """`rows`, counting their type mismatches into `observation` (`.get` is then the `type_mismatches` map)
+    while an action (the write) runs them: no pass of its own. `_raw` is parsed once, beside the typed columns (the same parse as `shape`'s, so Spark shares
+    it), instead of once per counted column inside an aggregate, which is ten times slower."""
     parsed = rows.withColumn(_RAW_PARSED, F.from_json("_raw", raw_schema(stream.schema)))
-    return parsed.agg(
-        F.count(F.lit(1)).alias("records"),
-        F.count_distinct(PRIMARY_KEY).alias("ids"),
-        F.max(stream.cursor_field).alias("newest"),
-        type_mismatches(stream, F.col(_RAW_PARSED)).alias("type_mismatches"),
-    )
+    counts = [count.alias(path) for path, count in _mismatch_counts(stream, F.col(_RAW_PARSED))]
+    return parsed.observe(observation, *counts).drop(_RAW_PARSED)
 
 
 def type_mismatches(stream: Stream, raw: Column) -> Column:
@@ -113,7 +127,11 @@ def type_mismatches(stream: Stream, raw: Column) -> Column:
     Leaves compare the raw text with the typed value; an object field that arrived as something else (so it
     and its children are null) is counted once, at the object.
     """
-    counts: list[Column] = []
+    return F.create_map(*[part for path, count in _mismatch_counts(stream, raw) for part in (F.lit(path), count)])
+
+
+def _mismatch_counts(stream: Stream, raw: Column) -> list[tuple[str, Column]]:
+    counts: list[tuple[str, Column]] = []
 
     def walk(fields: list[StructField], raw_parent: Column, typed_parent: Column | None, prefix: str) -> None:
         for f in fields:
@@ -122,10 +140,10 @@ def type_mismatches(stream: Stream, raw: Column) -> Column:
             typed = F.col(f.name) if typed_parent is None else typed_parent[f.name]
             if isinstance(f.dataType, StructType):
                 present = F.get_json_object("_raw", f"$.{path}").isNotNull()
-                counts.extend([F.lit(path), F.count_if(raw_value.isNull() & typed.isNull() & present)])
+                counts.append((path, F.count_if(raw_value.isNull() & typed.isNull() & present)))
                 walk(f.dataType.fields, raw_value, typed, f"{path}.")
             else:
-                counts.extend([F.lit(path), F.count_if(raw_value.isNotNull() & typed.isNull())])
+                counts.append((path, F.count_if(raw_value.isNotNull() & typed.isNull())))
 
     walk(stream.schema.fields, raw, None, "")
-    return F.create_map(*counts)
+    return counts
