@@ -74,7 +74,7 @@ class Report:
         kills = ", ".join(f"{k} {v}" for k, v in sorted(self.kills.items())) or "none"
         rows = [
             ("runs", f"{self.runs} ({self.succeeded} succeeded, {sum(self.kills.values())} killed, "
-                     f"{self.failed} failed on faults)"),
+                     f"{self.failed} ended with a failed stream)"),
             ("faults injected", f"{sum(self.faults.values())} ({faults})"),
             ("kills", f"{sum(self.kills.values())} ({kills})"),
             ("resumes", f"{self.resumes} runs picked up an interrupted run's staging"),
@@ -126,22 +126,31 @@ class SandboxProcess:
 
 
 class Worker:
-    """The job worker process (its own process group, so a kill takes its JVM with it)."""
+    """The job worker process (its own process group, so a kill takes its JVM with it), with a spare one
+    starting in the background, so a kill costs the wait for the spare's Spark, not a whole start-up."""
 
     def __init__(self, workdir: Path, env: dict[str, str]):
         self.workdir, self.env = workdir, env
         self.process: subprocess.Popen | None = None
+        self._spare: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> None:
-        stderr = open(self.workdir / "worker.log", "a")
-        self.process = subprocess.Popen([sys.executable, "-m", "chaos.worker"], cwd=REPO, env=self.env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                        text=True, start_new_session=True)
-        stderr.close()
+    def _spawn(self) -> subprocess.Popen:
+        with open(self.workdir / "worker.log", "a") as stderr:
+            env = {**self.env, "WOOTRIC_SPARK_SCRATCH": str(self.workdir / "spark" / str(self.starts))}
+            process = subprocess.Popen([sys.executable, "-m", "chaos.worker"], cwd=REPO, env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                       start_new_session=True)
         self.starts += 1
-        if json.loads(self.process.stdout.readline() or "{}").get("ready") is not True:
+        return process
+
+    def start(self) -> None:
+        """Make the spare (or a new process) the worker once its Spark is up, and start the next spare."""
+        process = self._spare or self._spawn()
+        self._spare = self._spawn()
+        if json.loads(process.stdout.readline() or "{}").get("ready") is not True:
             raise RuntimeError(f"the job worker did not start; see {self.workdir / 'worker.log'}")
+        self.process = process
 
     def run(self, config: Path, log: Path, kill_when) -> str:
         """Run the job once: "ok", "failed", or "killed:<point>" when `kill_when()` names a point first."""
@@ -191,6 +200,10 @@ class Worker:
             self.process = None
 
     def close(self) -> None:
+        if self._spare is not None:
+            os.killpg(self._spare.pid, signal.SIGKILL)
+            self._spare.wait()
+            self._spare = None
         if self.process is not None:
             self.process.stdin.close()
             try:
@@ -253,7 +266,7 @@ class Chaos:
                                       declines=declines)
         env = {**os.environ, "CHAOS_USERNAME": self.sandbox.credentials["username"],
                "CHAOS_PASSWORD": self.sandbox.credentials["password"],
-               "WOOTRIC_SPARK_SCRATCH": str(workdir / "spark"), "PYTHONPATH": str(REPO)}
+               "PYTHONPATH": str(REPO)}
         self.config_path = write_config(workdir, self.sandbox)
         self.config = load_config(self.config_path, environ=env)
         self.worker = Worker(workdir, env)

@@ -3,6 +3,7 @@ on loopback only, and names from the config cannot escape the catalog root or br
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import ssl
@@ -208,3 +209,58 @@ def test_any_accepted_config_writes_only_below_its_root_under_quoted_names(layer
     assert os.path.normpath(path) == path and path.startswith("/lake/")
     assert metastore_name(config.catalog, stream).count("`") == 2 * len(metastore_name(config.catalog, stream)
                                                                           .split("."))
+
+
+# ------------------------------------------------------------------------- secrets through a whole run
+
+def test_a_secret_inside_api_data_or_an_api_error_is_masked_in_tables_history_and_spark_plans(spark, make_config,
+                                                                                              monkeypatch):
+    from wootric_ingest import redaction
+    from wootric_ingest.job import run
+    from wootric_ingest.sandbox import server
+
+    with Sandbox(SandboxOptions(end_users=30, responses=60, declines=5, seed=61)) as sb:
+        password = sb.credentials.password
+        config = make_config(sb)  # registers the password for redaction, as loading any config does
+        leaked = sb.dataset.records("responses")[0]["id"]
+        render = sb.dataset._render
+
+        def careless_render(stream, rows):  # a customer pasted the account password into a comment
+            rendered = render(stream, rows)
+            for r in rendered:
+                if stream == "responses" and r["id"] == leaked:
+                    r["text"] = f"my login is {password}, please call"
+                    r["end_user"]["properties"][f"note {password}"] = [password, 7]
+            return rendered
+
+        sb.dataset._render = careless_render
+        echoing = server._list_query
+
+        def echoing_list_query(stream, params, options):  # an API error that quotes the password back
+            if stream == "declines":
+                raise server._BadRequest(f"page (for {password})")
+            return echoing(stream, params, options)
+
+        monkeypatch.setattr(server, "_list_query", echoing_list_query)
+        results = {r.stream: r for r in run(config, spark)}
+
+    assert results["responses"].status == "ok" and results["declines"].status == "failed"
+    assert "GET /v1/declines" in results["declines"].error and password not in results["declines"].error
+    root = config.catalog.root
+    row = spark.read.format("delta").load(config.stream("responses").table_path(config.catalog)) \
+        .where(f"id = '{leaked}'").first()
+    assert row["text"] == f"my login is {redaction.MASK}, please call"
+    raw = json.loads(row["_raw"])
+    assert raw["end_user"]["properties"][f"note {redaction.MASK}"] == [redaction.MASK, 7]
+    history = spark.read.format("delta").load(f"{root}/_wootric_ingest/runs").collect()
+    assert all(password not in json.dumps(r.asDict(), default=str) for r in history)
+
+    for path in Path(root).rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".crc", ".lock", ".beat"):
+            assert password not in path.read_text(errors="replace"), path
+    store = spark._jsparkSession.sharedState().statusStore()
+    executions = store.executionsList()
+    plans = [executions.apply(i).physicalPlanDescription() + executions.apply(i).description()
+             for i in range(executions.size())]
+    assert plans and not [p for p in plans if password in p]
+    assert not [kv for kv in spark.sparkContext.getConf().getAll() if password in kv[1]]
