@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -47,7 +48,10 @@ def rows(config_path: str) -> dict[str, list[list[str]]]:
 
 
 def serve() -> None:
-    protocol = sys.stdout
+    # Answers go to a private copy of stdout; fd 1 itself becomes stderr, so nothing else (the JVM, native
+    # code) can write into the protocol.
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     get_spark()
     print(json.dumps({"ready": True}), file=protocol, flush=True)
     for line in sys.stdin:

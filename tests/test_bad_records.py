@@ -136,6 +136,15 @@ def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, b
         assert json.loads(row["_raw"]) is not None
 
 
+def test_a_lone_surrogate_from_the_api_is_staged_escaped_instead_of_failing_the_run(spark, tmp_path):
+    record = json.loads('{"id": 5, "text": "half an emoji \\ud83d here"}')  # what requests makes of that JSON
+    staging = StagingArea(str(tmp_path), "run-1", "responses")
+    staging.write([record])
+    staging.flush()
+    row, = shape(spark.read.schema(STAGED_SCHEMA).json(staging.parts()), STREAMS["responses"], "r").collect()
+    assert row["id"] == "5" and row["text"].startswith("half an emoji ") and row["text"].endswith(" here")
+
+
 def shaped(spark, *records, stream="responses"):
     lines = [json.dumps({"fetched_at": 1700000000.0, "record": r}) for r in records]
     staged = spark.read.schema(STAGED_SCHEMA).json(spark.sparkContext.parallelize(lines, 1))
