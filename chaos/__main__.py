@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_chaos(workdir, runs=args.runs, seed=args.seed, kill_rate=args.kill_rate,
                            kill_points=tuple(k.strip() for k in args.kill_points.split(",") if k.strip()),
-                           faults_per_run=args.faults_per_run, max_minutes=args.max_minutes)
+                           faults_per_run=args.faults_per_run, max_minutes=args.max_minutes,
+                           say=lambda line: print(line, flush=True))
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
