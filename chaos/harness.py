@@ -7,9 +7,10 @@ costs seconds, not a minute), one lakehouse, one warm job worker (`chaos.worker`
    the planned windows are noted; an interrupted run is resumed against unchanged data;
 2. a few faults of random kinds are scripted in the sandbox;
 3. the job runs; with probability `kill_rate` its whole process group gets SIGKILL at a chosen point:
-   `staged` (the first staging file appears: mid-extraction), `landing` (a stream's staging is complete:
-   mid-landing), `committed` (a stream's table gets a new version: right after a commit, between streams) or
-   `timed` (a random moment of a typical run);
+   `extracting` (the sandbox has served the run's k-th list page, k from 1 to 4), `landing` (a stream's
+   staging manifest appears: its extraction is complete, its landing under way), `committed` (a stream's
+   table gets a new version: right after a commit, between streams) or `timed` (a random moment of a
+   typical run);
 4. every table is read (a plain Delta read by the worker): no id twice, ever; after a run that succeeded,
    every ground-truth record is there with exactly its latest content.
 
@@ -44,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAULT_KINDS = ("status_500", "status_503", "status_429", "status_429_no_headers", "timeout", "reset",
                "truncated_json", "html_200", "error_envelope_200", "repeat_previous_page", "stop_mid_body",
                "token_timeout", "expire_token")
-KILL_POINTS = ("staged", "landing", "committed", "timed")
+KILL_POINTS = ("extracting", "landing", "committed", "timed")
 ATTEMPT_TIMEOUT = 900.0
 
 
@@ -200,17 +201,11 @@ class Worker:
             self.process = None
 
     def close(self) -> None:
+        """Stop both processes at once (also mid-run, after Ctrl-C): a session's lakehouse is thrown away."""
+        self.kill()
         if self._spare is not None:
-            os.killpg(self._spare.pid, signal.SIGKILL)
-            self._spare.wait()
-            self._spare = None
-        if self.process is not None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-            self.process = None
+            self.process, self._spare = self._spare, None
+            self.kill()
 
 
 class Lakehouse:
@@ -224,7 +219,6 @@ class Lakehouse:
     def progress_marks(self) -> dict[str, set[str]]:
         staging = self.root / "_wootric_ingest" / "staging"
         return {
-            "staged": {str(p) for p in staging.glob("*/*/part-*.jsonl")},
             "landing": {str(p) for p in staging.glob("*/*/_manifest.json")},
             "committed": {str(p) for t in self.tables.values() for p in (t / "_delta_log").glob("*.json")},
         }
@@ -332,6 +326,7 @@ class Chaos:
 
     def _attempt(self, n: int, point: str | None) -> tuple[str, str]:
         before = self.lakehouse.progress_marks()
+        pages_before, kth_page = self._served()["pages_served"], self.rng.randint(1, 4)
         typical = sorted(self.run_seconds)[len(self.run_seconds) // 2] if self.run_seconds else 30.0
         kill_at = time.monotonic() + self.rng.uniform(0.5, typical)
         began = time.monotonic()
@@ -340,8 +335,12 @@ class Chaos:
             if point is None:
                 return None
             if point == "timed":
-                return point if time.monotonic() >= kill_at else None
-            return point if self.lakehouse.progress_marks()[point] - before[point] else None
+                reached = time.monotonic() >= kill_at
+            elif point == "extracting":
+                reached = self._served()["pages_served"] - pages_before >= kth_page
+            else:
+                reached = bool(self.lakehouse.progress_marks()[point] - before[point])
+            return point if reached else None
 
         log = self.workdir / f"run-{n:03d}.log"
         outcome = self.worker.run(self.config_path, log, kill_when)
