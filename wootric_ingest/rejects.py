@@ -15,6 +15,8 @@ the same staging twice); `first_run_id` and `last_run_id` tell when it was seen.
 """
 from __future__ import annotations
 
+import threading
+
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -76,7 +78,10 @@ def split(shaped: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 class RejectedRecords:
-    """The rejected-records table under a catalog root."""
+    """The rejected-records table under a catalog root. Streams land on threads of their own; their writes
+    here take turns, so they never race to create the table or conflict in a MERGE."""
+
+    _writing = threading.Lock()
 
     def __init__(self, spark: SparkSession, root: str, properties: dict[str, str]):
         self.spark, self.properties = spark, properties
@@ -95,7 +100,9 @@ class RejectedRecords:
                 .cache())
         try:
             count = rows.count()
-            if count:
+            if not count:
+                return 0
+            with self._writing:
                 ensure_table(self.spark, self.path, REJECTED_SCHEMA, self.properties)
 
                 def attempt() -> None:
