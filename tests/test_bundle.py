@@ -16,6 +16,7 @@ import yaml
 from databricks.bundles.jobs import Job, PauseStatus
 
 from tests.conftest import config_dict
+from wootric_ingest import redaction
 from wootric_ingest.bundle import main as bundle_main
 from wootric_ingest.bundle import render
 from wootric_ingest.config import ConfigError, load_config
@@ -87,6 +88,9 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     # The runtime brings Spark and Delta; a wheel requiring them would replace the runtime's pyspark.
     installed = [r for r in requires if "extra ==" not in r]
     assert installed and not [r for r in installed if r.startswith(("pyspark", "delta-spark"))], installed
+
+    # Rendering reads no secret, so no secret reference is mistaken for a secret and masked in later messages.
+    assert redaction.redact("{{secrets/wootric/password}}") == "{{secrets/wootric/password}}"
 
     # The uploaded config is the source config as written, and loads on Databricks through the secret scope.
     uploaded = out / "conf" / "databricks.yaml"

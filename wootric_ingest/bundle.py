@@ -77,6 +77,12 @@ class _Unresolved(Mapping[str, str]):
         return 0
 
 
+def _unread_secret(scope: str, key: str) -> str:
+    """Stands in for a secret the job cluster will read: the config loader registers whatever a reader returns
+    for redaction, so this must be a value that appears in no message (not the reference itself)."""
+    return "secret-read-on-the-job-cluster"
+
+
 def _read_config(path: Path) -> tuple[dict, Any]:
     """The raw YAML and the validated config, or a ConfigError with every problem for Databricks."""
     try:
@@ -85,8 +91,8 @@ def _read_config(path: Path) -> tuple[dict, Any]:
         raise ConfigError(str(path), ["file not found"]) from None
     problems = _databricks_problems(data)
     try:
-        config = parse_config(data, source=str(path), secret_reader=lambda scope, key: f"{{{{secrets/{scope}/{key}}}}}",
-                              environ=_Unresolved(), base=Path("/"))
+        config = parse_config(data, source=str(path), secret_reader=_unread_secret, environ=_Unresolved(),
+                              base=Path("/"))
     except ConfigError as e:
         problems += e.problems
         config = None
