@@ -27,7 +27,6 @@ from wootric_ingest import redaction
 
 STAGING_DIR = "_wootric_ingest/staging"
 MANIFEST = "_manifest.json"
-PART_GLOB = "part-*.jsonl"
 DEFAULT_BATCH_RECORDS = 5_000
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 
