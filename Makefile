@@ -46,7 +46,8 @@ bundle:
 	$(BIN)/python -m wootric_ingest.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
 
 ## make chaos [CHAOS_RUNS=50 CHAOS_SEED=1]: the job run over and over against the sandbox with random faults and
-## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates
+## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates.
+## 50 runs take about an hour on a busy 2-core machine; CHAOS_RUNS=10 is the quick version
 CHAOS_RUNS ?= 50
 CHAOS_SEED ?= 1
 .PHONY: chaos

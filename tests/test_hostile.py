@@ -103,3 +103,35 @@ def test_a_page_that_keeps_repeating_stops_the_walk_naming_it():
         with pytest.raises(WootricError, match="responses: GET responses answered page 2 with the page before it "
                                                "4 times in a row; stopping rather than skipping"):
             fetch(c)
+
+
+def test_a_stream_whose_answers_stay_hostile_fails_alone_writes_nothing_and_the_next_run_completes_it(
+        spark, make_config):
+    from wootric_ingest.job import run
+
+    with hostile_sandbox(end_users=50, responses=150, declines=20) as sb:
+        config = make_config(sb, source={"api": {"retry_give_up_seconds": 2}})
+        assert [r.status for r in run(config, spark)] == ["ok", "ok", "ok"]
+        responses = config.stream("responses").table_path(config.catalog)
+        before = sorted(r["_raw"] for r in spark.read.format("delta").load(responses).collect())
+        version = spark.sql(f"DESCRIBE HISTORY delta.`{responses}`").first()["version"]
+        sb.dataset.add("responses", n=30)
+        sb.dataset.update("end_users", n=5)
+        sb.faults.script("html_200", 10_000, path="responses")
+
+        failed = {r.stream: r for r in run(config, spark)}
+
+        assert failed["responses"].status == "failed"
+        assert failed["responses"].error.startswith("GaveUp: GET /v1/responses kept failing for ")
+        assert "HTTP 200 without a JSON list" in failed["responses"].error
+        assert (failed["end_users"].status, failed["declines"].status) == ("ok", "ok")
+        assert spark.sql(f"DESCRIBE HISTORY delta.`{responses}`").first()["version"] == version
+        assert sorted(r["_raw"] for r in spark.read.format("delta").load(responses).collect()) == before
+        history = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs") \
+            .where("stream = 'responses' AND status = 'failed'").collect()
+        assert len(history) == 1 and "GET /v1/responses" in history[0]["error"]
+
+        sb.faults.clear()
+        assert [r.status for r in run(config, spark)] == ["ok", "ok", "ok"]
+        rows = {r["id"]: json.loads(r["_raw"]) for r in spark.read.format("delta").load(responses).collect()}
+        assert rows == {str(r["id"]): r for r in sb.dataset.records("responses")}
