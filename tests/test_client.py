@@ -14,6 +14,7 @@ from wootric_ingest.sandbox import Sandbox, SandboxOptions
 from wootric_ingest.streams import STREAMS
 from wootric_ingest.wootric import ApiError, CredentialsRejected, CrowdedSecond, GaveUp, RetryPolicy, WootricClient
 from wootric_ingest.wootric.timestamps import unix_seconds
+from wootric_ingest.wootric.windows import merged
 
 SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 FAST_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.1, give_up_after=30)
@@ -42,16 +43,6 @@ def extract(client: WootricClient, stream=RESPONSES, done=(), since=SINCE):
         if batch.completed:
             completed.append(batch.completed)
     return ids, completed
-
-
-def merged(ranges):
-    out = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def test_twenty_thousand_responses_with_a_dense_hour_and_second_land_exactly_once_without_a_429():

@@ -17,19 +17,18 @@ import pytest
 
 from wootric_ingest.locking import (
     LOCKS_DIR,
-    HadoopStore,
-    LocalStore,
     LockLost,
     RunInProgress,
     TableLocks,
     for_run,
 )
+from wootric_ingest.storage import HadoopStorage, LocalStorage
 
 TABLES = ["raw.wootric.wootric_end_users", "raw.wootric.wootric_responses"]
 
 
 def locks(root: Path, run_id: str, names=TABLES, **kw) -> TableLocks:
-    return TableLocks(LocalStore(), str(root), names, run_id, **kw)
+    return TableLocks(LocalStorage(), str(root), names, run_id, **kw)
 
 
 def lock_files(root: Path) -> list[str]:
@@ -67,8 +66,9 @@ def test_a_released_lock_can_be_taken_again(tmp_path):
 
 HOLD_AND_SLEEP = textwrap.dedent("""
     import sys, time
-    from wootric_ingest.locking import LocalStore, TableLocks
-    TableLocks(LocalStore(), sys.argv[1], sys.argv[2:], "killed-run", heartbeat=30, expiry=3600).acquire()
+    from wootric_ingest.locking import TableLocks
+    from wootric_ingest.storage import LocalStorage
+    TableLocks(LocalStorage(), sys.argv[1], sys.argv[2:], "killed-run", heartbeat=30, expiry=3600).acquire()
     print("holding", flush=True)
     time.sleep(600)
 """)
@@ -137,7 +137,7 @@ def test_exactly_one_of_many_simultaneous_runs_gets_the_lock(tmp_path):
 
 
 def test_a_lock_under_a_uri_root_goes_through_hadoop(spark, tmp_path):
-    store = HadoopStore(spark)
+    store = HadoopStorage(spark)
     path = f"file://{tmp_path}/{LOCKS_DIR}/t.lock"
     assert store.create_new(path, b"first")
     assert not store.create_new(path, b"second")

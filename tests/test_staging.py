@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wootric_ingest.staging import (
-    MANIFEST,
-    HadoopFiles,
-    LocalFiles,
-    StagingArea,
-    files_for,
-    merge_ranges,
-)
+from wootric_ingest.staging import MANIFEST, StagingArea
+from wootric_ingest.storage import HadoopStorage, LocalStorage, storage_for
 
 
 def records(first: int, n: int) -> list[dict]:
@@ -84,6 +78,18 @@ def test_a_later_attempt_resumes_from_the_manifest_and_keeps_earlier_parts(tmp_p
     assert [line["record"]["id"] for p in again.parts() for line in lines_of(p)] == [0, 1, 2, 3]
 
 
+def test_a_manifest_cut_short_by_a_crash_means_its_ranges_are_fetched_again_and_the_parts_are_kept(tmp_path):
+    first = StagingArea(str(tmp_path), "run-1", "responses")
+    first.write(records(0, 3), completed=(10, 20))
+    first.flush()
+    Path(first.folder, MANIFEST).write_text('{"completed": [[10, ')
+
+    again = StagingArea(str(tmp_path), "run-1", "responses")
+    assert again.completed == []
+    assert again.parts() == first.parts()
+    assert not [p for p in Path(first.folder).iterdir() if p.name.endswith(".tmp")]
+
+
 def test_cleanup_removes_the_stream_and_then_the_empty_run_folder(tmp_path):
     responses = StagingArea(str(tmp_path), "run-1", "responses")
     declines = StagingArea(str(tmp_path), "run-1", "declines")
@@ -98,24 +104,19 @@ def test_cleanup_removes_the_stream_and_then_the_empty_run_folder(tmp_path):
     assert Path(tmp_path, "_wootric_ingest", "staging").is_dir()
 
 
-def test_ranges_are_merged_when_they_overlap_or_touch():
-    assert merge_ranges([(30, 40), (1, 10), (11, 20), (5, 8), (22, 25)]) == [(1, 20), (22, 25), (30, 40)]
-    assert merge_ranges([]) == []
-
-
 def test_the_adapter_follows_the_catalog_root(spark, tmp_path):
-    assert isinstance(files_for(str(tmp_path)), LocalFiles)
-    assert isinstance(files_for(f"file://{tmp_path}"), LocalFiles)
-    assert isinstance(files_for("s3a://bucket/lake", spark), HadoopFiles)
-    assert isinstance(files_for("abfss://lake@account.dfs.core.windows.net/x", spark), HadoopFiles)
-    with pytest.raises(ValueError, match="needs a Spark session"):
-        files_for("s3a://bucket/lake")
-    assert LocalFiles.local("dbfs:/mnt/lake/x") == Path("/dbfs/mnt/lake/x")
+    assert isinstance(storage_for(str(tmp_path)), LocalStorage)
+    assert isinstance(storage_for(f"file://{tmp_path}"), LocalStorage)
+    assert isinstance(storage_for("s3a://bucket/lake", spark), HadoopStorage)
+    assert isinstance(storage_for("abfss://lake@account.dfs.core.windows.net/x", spark), HadoopStorage)
+    with pytest.raises(ValueError, match="need a Spark session"):
+        storage_for("s3a://bucket/lake")
+    assert LocalStorage.local("dbfs:/mnt/lake/x") == Path("/dbfs/mnt/lake/x")
 
 
 def test_the_hadoop_adapter_stages_resumes_and_cleans_up_like_the_local_one(spark, tmp_path):
     root = f"file://{tmp_path}"
-    hadoop = HadoopFiles(spark)
+    hadoop = HadoopStorage(spark)
     staging = StagingArea(root, "run-1", "end_users", files=hadoop, batch_records=2)
     staging.write(records(0, 3), completed=(5, 9))
     staging.flush()

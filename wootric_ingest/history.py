@@ -19,7 +19,6 @@ from pyspark.sql.types import (
     LongType,
     MapType,
     StringType,
-    StructField,
     StructType,
     TimestampType,
 )
@@ -27,37 +26,34 @@ from pyspark.sql.types import (
 from wootric_ingest import redaction
 from wootric_ingest.landing import StreamResult
 from wootric_ingest.sink import ensure_table, with_retries
+from wootric_ingest.streams import column
 
 RUNS_DIR = "_wootric_ingest/runs"
 
 
-def _col(name: str, dtype, comment: str) -> StructField:
-    return StructField(name, dtype, nullable=True, metadata={"comment": comment})
-
-
 RUNS_SCHEMA = StructType([
-    _col("run_id", StringType(), "The run (also in each table's _run_id column and commit metadata)"),
-    _col("stream", StringType(), "The Wootric stream"),
-    _col("table_path", StringType(), "Where the stream's Delta table lives"),
-    _col("sync_mode", StringType(), "FULL or INCREMENTAL"),
-    _col("sync_reason", StringType(), "Why this sync mode: sync type, --full-sync, first run, cron, bookmark"),
-    _col("status", StringType(), "ok or failed"),
-    _col("error", StringType(), "Why the stream failed (secrets redacted)"),
-    _col("started_at", TimestampType(), "When the stream's sync started (UTC)"),
-    _col("finished_at", TimestampType(), "When the stream's sync finished (UTC)"),
-    _col("duration_seconds", DoubleType(), "How long the stream's sync took"),
-    _col("window_since", TimestampType(), "Start of the window read from the API (UTC)"),
-    _col("window_until", TimestampType(), "End of the window read from the API (UTC)"),
-    _col("bookmark", StringType(), "The newest cursor value landed: where the next incremental sync starts"),
-    _col("records_fetched", LongType(), "Records the API returned"),
-    _col("records_rejected", LongType(), "Records without a usable id, kept in _wootric_ingest/rejected"),
-    _col("api_requests", LongType(), "Requests made to the API"),
-    _col("rows_inserted", LongType(), "Rows the commit inserted"),
-    _col("rows_updated", LongType(), "Rows the commit rewrote because the record was newer"),
-    _col("rows_deleted", LongType(), "Rows the commit removed (full syncs: records gone from the source)"),
-    _col("table_version", LongType(), "The table version after the stream's commit"),
-    _col("table_rows", LongType(), "Rows in the table after the commit"),
-    _col("type_mismatches", MapType(StringType(), LongType()),
+    column("run_id", StringType(), "The run (also in each table's _run_id column and commit metadata)"),
+    column("stream", StringType(), "The Wootric stream"),
+    column("table_path", StringType(), "Where the stream's Delta table lives"),
+    column("sync_mode", StringType(), "FULL or INCREMENTAL"),
+    column("sync_reason", StringType(), "Why this sync mode: sync type, --full-sync, first run, cron, bookmark"),
+    column("status", StringType(), "ok or failed"),
+    column("error", StringType(), "Why the stream failed (secrets redacted)"),
+    column("started_at", TimestampType(), "When the stream's sync started (UTC)"),
+    column("finished_at", TimestampType(), "When the stream's sync finished (UTC)"),
+    column("duration_seconds", DoubleType(), "How long the stream's sync took"),
+    column("window_since", TimestampType(), "Start of the window read from the API (UTC)"),
+    column("window_until", TimestampType(), "End of the window read from the API (UTC)"),
+    column("bookmark", StringType(), "The newest cursor value landed: where the next incremental sync starts"),
+    column("records_fetched", LongType(), "Records the API returned"),
+    column("records_rejected", LongType(), "Records without a usable id, kept in _wootric_ingest/rejected"),
+    column("api_requests", LongType(), "Requests made to the API"),
+    column("rows_inserted", LongType(), "Rows the commit inserted"),
+    column("rows_updated", LongType(), "Rows the commit rewrote because the record was newer"),
+    column("rows_deleted", LongType(), "Rows the commit removed (full syncs: records gone from the source)"),
+    column("table_version", LongType(), "The table version after the stream's commit"),
+    column("table_rows", LongType(), "Rows in the table after the commit"),
+    column("type_mismatches", MapType(StringType(), LongType()),
          "Per column, values that did not fit its type and landed as null (kept in _raw)"),
 ])
 

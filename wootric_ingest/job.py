@@ -22,7 +22,8 @@ from wootric_ingest.landing import StreamResult, extract, land_staged
 from wootric_ingest.planning import Plan, RunOptions, plan_stream, table_properties
 from wootric_ingest.resume import staging_for
 from wootric_ingest.sink import DeltaSink, metastore_name
-from wootric_ingest.staging import StagingArea, files_for
+from wootric_ingest.staging import StagingArea
+from wootric_ingest.storage import storage_for
 from wootric_ingest.streams import STREAMS
 from wootric_ingest.wootric import WootricClient
 
@@ -42,7 +43,7 @@ def run(config: SourceConfig, spark: SparkSession, options: RunOptions = RunOpti
     if not options.dry_run:
         client.authenticate()  # bad credentials fail here, before any table is touched
     history = RunHistory(spark, config.catalog.root, table_properties(config))
-    files = files_for(config.catalog.root, spark)
+    files = storage_for(config.catalog.root, spark)
     results: list[StreamResult] = []
     locks = locking.for_run(config, () if options.dry_run else selected, run_id, spark)  # a dry run writes nothing
     with locks, ThreadPoolExecutor(max_workers=max(len(selected), 1),

@@ -30,17 +30,16 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Protocol
-from urllib.parse import urlsplit
+from typing import Callable, Iterable
 
 from wootric_ingest.config import SourceConfig, StreamConfig
+from wootric_ingest.storage import Storage, storage_for
 
 log = logging.getLogger(__name__)
 
 LOCKS_DIR = "_wootric_ingest/locks"
 DEFAULT_HEARTBEAT = 30.0
 DEFAULT_EXPIRY = 300.0
-_DBFS_FUSE = "/dbfs"
 
 
 class RunInProgress(RuntimeError):
@@ -65,137 +64,6 @@ class Holder:
         return f"run {self.run_id}, pid {self.pid} on {self.host}"
 
 
-class Store(Protocol):
-    """The file operations a lock needs, on one kind of storage."""
-
-    def create_new(self, path: str, data: bytes) -> bool:
-        """Create `path` holding `data` unless it exists; True when this call created it."""
-
-    def read(self, path: str) -> bytes | None: ...
-
-    def modified(self, path: str) -> float | None: ...
-
-    def write(self, path: str, data: bytes) -> None:
-        """Create or replace `path`; readers see the old content or the new, never half."""
-
-    def delete(self, path: str) -> None: ...
-
-
-class LocalStore:
-    """Local paths, `file:` URIs and `dbfs:/` through the `/dbfs` mount."""
-
-    @staticmethod
-    def local(path: str) -> str:
-        parts = urlsplit(path)
-        if parts.scheme == "dbfs":
-            return f"{_DBFS_FUSE}/{parts.path.lstrip('/')}"
-        return parts.path if parts.scheme == "file" else path
-
-    def create_new(self, path: str, data: bytes) -> bool:
-        target = self.local(path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        partial = f"{target}.{uuid.uuid4().hex}.tmp"
-        with open(partial, "wb") as f:
-            f.write(data)
-        try:
-            os.link(partial, target)  # atomic, and fails if the lock exists: never a half-written lock
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(partial)
-
-    def read(self, path: str) -> bytes | None:
-        try:
-            with open(self.local(path), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
-
-    def modified(self, path: str) -> float | None:
-        try:
-            return os.stat(self.local(path)).st_mtime
-        except FileNotFoundError:
-            return None
-
-    def write(self, path: str, data: bytes) -> None:
-        target = self.local(path)
-        partial = f"{target}.{uuid.uuid4().hex}.tmp"
-        with open(partial, "wb") as f:
-            f.write(data)
-        os.replace(partial, target)
-
-    def delete(self, path: str) -> None:
-        try:
-            os.unlink(self.local(path))
-        except FileNotFoundError:
-            pass
-
-
-class HadoopStore:
-    """Any other URI (s3a://, abfss://, gs://) through the driver JVM's Hadoop FileSystem API, as Spark uses it."""
-
-    def __init__(self, spark):
-        self._jvm = spark.sparkContext._jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
-
-    def _fs(self, path: str):
-        p = self._jvm.org.apache.hadoop.fs.Path(path)
-        return p.getFileSystem(self._conf), p
-
-    def create_new(self, path: str, data: bytes) -> bool:
-        fs, p = self._fs(path)
-        if fs.exists(p):
-            return False
-        try:
-            out = fs.create(p, False)
-        except Exception as e:  # py4j wraps the JVM's FileAlreadyExistsException
-            if "FileAlreadyExistsException" in str(e):
-                return False
-            raise
-        try:
-            out.write(bytearray(data))
-        finally:
-            out.close()
-        return True
-
-    def read(self, path: str) -> bytes | None:
-        fs, p = self._fs(path)
-        if not fs.exists(p):
-            return None
-        stream = fs.open(p)
-        try:
-            return bytes(stream.readAllBytes())
-        finally:
-            stream.close()
-
-    def modified(self, path: str) -> float | None:
-        fs, p = self._fs(path)
-        return fs.getFileStatus(p).getModificationTime() / 1000 if fs.exists(p) else None
-
-    def write(self, path: str, data: bytes) -> None:
-        fs, p = self._fs(path)
-        out = fs.create(p, True)
-        try:
-            out.write(bytearray(data))
-        finally:
-            out.close()
-
-    def delete(self, path: str) -> None:
-        fs, p = self._fs(path)
-        fs.delete(p, False)
-
-
-def store_for(root: str, spark=None) -> Store:
-    """Python's file API where it reaches the root (local, `file:`, `dbfs:/` mounted), else Hadoop's."""
-    scheme = urlsplit(root).scheme
-    if scheme in ("", "file") or (scheme == "dbfs" and os.path.isdir(_DBFS_FUSE)):
-        return LocalStore()
-    if spark is None:
-        raise ValueError(f"a lock under {root} needs a Spark session (its Hadoop FileSystem API)")
-    return HadoopStore(spark)
-
-
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -209,7 +77,7 @@ def pid_alive(pid: int) -> bool:
 class TableLocks:
     """The locks of the tables one run writes, taken together (in name order) and released together."""
 
-    def __init__(self, store: Store, root: str, names: Iterable[str], run_id: str, *,
+    def __init__(self, store: Storage, root: str, names: Iterable[str], run_id: str, *,
                  heartbeat: float = DEFAULT_HEARTBEAT, expiry: float = DEFAULT_EXPIRY,
                  clock: Callable[[], float] = time.time, host: str | None = None, pid: int | None = None):
         if expiry <= heartbeat:
@@ -332,7 +200,7 @@ def for_run(config: SourceConfig, streams: Iterable[StreamConfig], run_id: str, 
     """The locks of the tables a run of `config` writes for `streams`."""
     root = config.catalog.root
     names = [lock_name(s.layer, s.folder, s.table_name(config.catalog)) for s in streams]
-    return TableLocks(store_for(root, spark), root, names, run_id, **timing)
+    return TableLocks(storage_for(root, spark), root, names, run_id, **timing)
 
 
 def lock_name(layer: str, folder: str, table: str) -> str:

@@ -20,27 +20,23 @@ import threading
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StringType, StructType, TimestampType
 
 from wootric_ingest.sink import ensure_table, with_retries
-from wootric_ingest.streams import PRIMARY_KEY
+from wootric_ingest.streams import PRIMARY_KEY, column
 
 REJECTED_DIR = "_wootric_ingest/rejected"
 
 
-def _col(name: str, dtype, comment: str) -> StructField:
-    return StructField(name, dtype, nullable=True, metadata={"comment": comment})
-
-
 REJECTED_SCHEMA = StructType([
-    _col("stream", StringType(), "The Wootric stream the record came from"),
-    _col("record_sha256", StringType(), "SHA-256 of the record's text: the same record is stored once per stream"),
-    _col("reason", StringType(), "Why the record could not become a row"),
-    _col("record", StringType(), "The record as the API sent it (JSON)"),
-    _col("first_run_id", StringType(), "The run that first fetched it"),
-    _col("last_run_id", StringType(), "The run that fetched it most recently"),
-    _col("first_fetched_at", TimestampType(), "When it was first fetched (UTC)"),
-    _col("last_fetched_at", TimestampType(), "When it was most recently fetched (UTC)"),
+    column("stream", StringType(), "The Wootric stream the record came from"),
+    column("record_sha256", StringType(), "SHA-256 of the record's text: the same record is stored once per stream"),
+    column("reason", StringType(), "Why the record could not become a row"),
+    column("record", StringType(), "The record as the API sent it (JSON)"),
+    column("first_run_id", StringType(), "The run that first fetched it"),
+    column("last_run_id", StringType(), "The run that fetched it most recently"),
+    column("first_fetched_at", TimestampType(), "When it was first fetched (UTC)"),
+    column("last_fetched_at", TimestampType(), "When it was most recently fetched (UTC)"),
 ])
 
 _WHOLE = r"^-?[0-9]{1,38}$"  # a whole JSON number Spark keeps exactly, or a string of digits (the same key)

@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 
 from wootric_ingest.sink import DeltaSink
-from wootric_ingest.staging import STAGING_DIR, Files, StagingArea
+from wootric_ingest.staging import STAGING_DIR, StagingArea
+from wootric_ingest.storage import Storage
 
 log = logging.getLogger(__name__)
 
 RESUMED = "resuming the extraction of run"
 
 
-def staging_for(root: str, run_id: str, stream: str, files: Files, sink: DeltaSink) -> StagingArea:
+def staging_for(root: str, run_id: str, stream: str, files: Storage, sink: DeltaSink) -> StagingArea:
     """The staging this run's extraction of `stream` writes to, resuming an interrupted run's when one waits."""
     staged = {run for run in files.names(f"{root.rstrip('/')}/{STAGING_DIR}")
               if stream in files.names(f"{root.rstrip('/')}/{STAGING_DIR}/{run}")}

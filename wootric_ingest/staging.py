@@ -15,15 +15,13 @@ folder is removed after its commit and kept after a failure. Spark skips names s
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
-from pathlib import Path
-from typing import Iterable, Protocol
-from urllib.parse import urlsplit
+from typing import Iterable
 
 from wootric_ingest import redaction
+from wootric_ingest.storage import LocalStorage, Storage
+from wootric_ingest.wootric.windows import merged
 
 STAGING_DIR = "_wootric_ingest/staging"
 MANIFEST = "_manifest.json"
@@ -31,128 +29,8 @@ DEFAULT_BATCH_RECORDS = 5_000
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 
 _PART = re.compile(r"^part-(\d+)\.jsonl$")
-_DBFS_FUSE = Path("/dbfs")
 
 Range = tuple[int, int]
-
-
-class Files(Protocol):
-    """The few file operations staging needs, on one kind of storage."""
-
-    def write(self, folder: str, name: str, data: bytes) -> None:
-        """Create or replace `folder/name` atomically: readers see the old file, the new one, or none."""
-
-    def read(self, path: str) -> bytes | None:
-        """The file's bytes, or None when it does not exist."""
-
-    def names(self, folder: str) -> list[str]:
-        """The names in `folder` ([] when it does not exist)."""
-
-    def remove_tree(self, folder: str) -> None: ...
-
-    def remove_if_empty(self, folder: str) -> None: ...
-
-
-class LocalFiles:
-    """Local paths and `file:` URIs; `dbfs:/` through Databricks' `/dbfs` FUSE mount."""
-
-    @staticmethod
-    def local(path: str) -> Path:
-        parts = urlsplit(path)
-        if parts.scheme == "dbfs":
-            return _DBFS_FUSE / parts.path.lstrip("/")
-        if parts.scheme == "file":
-            return Path(parts.path)
-        return Path(path)
-
-    def write(self, folder: str, name: str, data: bytes) -> None:
-        target = self.local(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        partial = target / f".{name}.tmp"
-        with open(partial, "wb") as f:
-            f.write(data)
-        os.replace(partial, target / name)
-
-    def read(self, path: str) -> bytes | None:
-        try:
-            return self.local(path).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def names(self, folder: str) -> list[str]:
-        target = self.local(folder)
-        return os.listdir(target) if target.is_dir() else []
-
-    def remove_tree(self, folder: str) -> None:
-        shutil.rmtree(self.local(folder), ignore_errors=True)
-
-    def remove_if_empty(self, folder: str) -> None:
-        try:
-            self.local(folder).rmdir()
-        except OSError:  # not empty, or already gone
-            pass
-
-
-class HadoopFiles:
-    """Any other URI (s3a://, abfss://, gs://, dbfs:/ without FUSE) through the Hadoop FileSystem API of the
-    driver's JVM, the same code and credentials Spark itself reads the files with."""
-
-    def __init__(self, spark):
-        self._jvm = spark.sparkContext._jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
-
-    def _fs(self, path: str):
-        p = self._jvm.org.apache.hadoop.fs.Path(path)
-        return p.getFileSystem(self._conf), p
-
-    def write(self, folder: str, name: str, data: bytes) -> None:
-        fs, target = self._fs(f"{folder}/{name}")
-        _, partial = self._fs(f"{folder}/.{name}.tmp")
-        out = fs.create(partial, True)
-        try:
-            out.write(bytearray(data))
-        finally:
-            out.close()
-        if fs.exists(target):
-            fs.delete(target, False)
-        if not fs.rename(partial, target):
-            raise OSError(f"could not rename {partial.toString()} to {target.toString()}")
-
-    def read(self, path: str) -> bytes | None:
-        fs, p = self._fs(path)
-        if not fs.exists(p):
-            return None
-        stream = fs.open(p)
-        try:
-            return bytes(stream.readAllBytes())
-        finally:
-            stream.close()
-
-    def names(self, folder: str) -> list[str]:
-        fs, p = self._fs(folder)
-        if not fs.exists(p):
-            return []
-        return [status.getPath().getName() for status in fs.listStatus(p)]
-
-    def remove_tree(self, folder: str) -> None:
-        fs, p = self._fs(folder)
-        fs.delete(p, True)
-
-    def remove_if_empty(self, folder: str) -> None:
-        fs, p = self._fs(folder)
-        if fs.exists(p) and len(fs.listStatus(p)) == 0:
-            fs.delete(p, False)
-
-
-def files_for(root: str, spark=None) -> Files:
-    """The adapter for the catalog root: the local filesystem when Python can reach the path (a local
-    path, `file:`, or `dbfs:/` with the FUSE mount), else the Hadoop FileSystem API (needs `spark`)."""
-    scheme = urlsplit(root).scheme
-    if scheme in ("", "file") or (scheme == "dbfs" and _DBFS_FUSE.is_dir()):
-        return LocalFiles()
-    if spark is None:
-        raise ValueError(f"staging under {root} needs a Spark session (its Hadoop FileSystem API)")
-    return HadoopFiles(spark)
 
 
 def _serialised(record: object) -> bytes:
@@ -168,17 +46,6 @@ def _serialised(record: object) -> bytes:
         return json.dumps(record, separators=(",", ":")).encode("ascii")
 
 
-def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
-    """Inclusive integer ranges, sorted, with overlapping and touching ones joined."""
-    merged: list[list[int]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
-
-
 class StagingArea:
     """The staged files of one stream in one run.
 
@@ -186,14 +53,14 @@ class StagingArea:
     the existing ones and `completed` starts from the manifest.
     """
 
-    def __init__(self, root: str, run_id: str, stream: str, *, files: Files | None = None,
+    def __init__(self, root: str, run_id: str, stream: str, *, files: Storage | None = None,
                  batch_records: int = DEFAULT_BATCH_RECORDS, batch_bytes: int = DEFAULT_BATCH_BYTES):
         if batch_records < 1 or batch_bytes < 1:
             raise ValueError("batch_records and batch_bytes must be positive")
         self.root, self.run_id = root, run_id
         self.run_folder = f"{root.rstrip('/')}/{STAGING_DIR}/{run_id}"
         self.folder = f"{self.run_folder}/{stream}"
-        self.files = files or LocalFiles()
+        self.files = files or LocalStorage()
         self.batch_records, self.batch_bytes = batch_records, batch_bytes
         self.records = 0  # flushed by this attempt
         self.completed: list[Range] = self._read_manifest()
@@ -219,15 +86,15 @@ class StagingArea:
     def flush(self) -> None:
         """Write the batch as the next part file, then record in the manifest the ranges it completed."""
         if self._pending:
-            self.files.write(self.folder, f"part-{self._next_part:06d}.jsonl", b"".join(self._pending))
+            self.files.publish(f"{self.folder}/part-{self._next_part:06d}.jsonl", b"".join(self._pending))
             self._next_part += 1
             self.records += len(self._pending)
             self._pending, self._pending_bytes = [], 0
         if self._pending_ranges:
-            self.completed = merge_ranges(self.completed + self._pending_ranges)
+            self.completed = merged(self.completed + self._pending_ranges)
             self._pending_ranges = []
             manifest = {"completed": [list(r) for r in self.completed]}
-            self.files.write(self.folder, MANIFEST, json.dumps(manifest).encode("utf-8"))
+            self.files.write(f"{self.folder}/{MANIFEST}", json.dumps(manifest).encode("utf-8"))
 
     def parts(self) -> list[str]:
         """The staged part files, this attempt's and earlier ones', in write order."""
@@ -239,7 +106,10 @@ class StagingArea:
         self.files.remove_if_empty(self.run_folder)
 
     def _read_manifest(self) -> list[Range]:
-        data = self.files.read(f"{self.folder}/{MANIFEST}")
-        if data is None:
+        """The completed ranges; none when the manifest is missing or was cut short by a crash (possible where a
+        file is visible while written), so those ranges are fetched again: the cost of a re-read, never a loss."""
+        try:
+            listed = json.loads(self.files.read(f"{self.folder}/{MANIFEST}"))["completed"]
+            return merged((int(lo), int(hi)) for lo, hi in listed)
+        except (TypeError, ValueError, KeyError):
             return []
-        return merge_ranges((int(lo), int(hi)) for lo, hi in json.loads(data)["completed"])

@@ -21,8 +21,8 @@ from pyspark.sql.types import (
 PRIMARY_KEY = "id"
 
 
-def _col(name: str, dtype: DataType, description: str, *, timestamp: bool = False) -> StructField:
-    """A seed column; `timestamp` marks strings we normalise to ISO-8601 UTC."""
+def column(name: str, dtype: DataType, description: str, *, timestamp: bool = False) -> StructField:
+    """A nullable column with its comment (Delta shows it); `timestamp` marks strings we normalise to ISO-8601 UTC."""
     metadata = {"comment": description}
     if timestamp:
         metadata["wootric_timestamp"] = True
@@ -36,85 +36,82 @@ def _struct(name: str, description: str, *fields: StructField) -> StructField:
 S, I, B = StringType(), IntegerType(), BooleanType()
 
 END_USERS_SCHEMA = StructType([
-    _col("id", S, "Unique system identifier for the user"),
-    _col("email", S, "User's email address"),
-    _col("external_id", S, "External identifier for the user"),
-    _col("phone_number", S, "User's phone number"),
-    _col("created_at", S, "When the user was created", timestamp=True),
-    _col("updated_at", S, "When the user was last updated", timestamp=True),
-    _col("last_surveyed", S, "When the user was last surveyed", timestamp=True),
-    _col("external_created_at", S, "External timestamp when the user was created", timestamp=True),
-    _col("last_seen_at", S, "When the user was last seen", timestamp=True),
+    column("id", S, "Unique system identifier for the user"),
+    column("email", S, "User's email address"),
+    column("external_id", S, "External identifier for the user"),
+    column("phone_number", S, "User's phone number"),
+    column("created_at", S, "When the user was created", timestamp=True),
+    column("updated_at", S, "When the user was last updated", timestamp=True),
+    column("last_surveyed", S, "When the user was last surveyed", timestamp=True),
+    column("external_created_at", S, "External timestamp when the user was created", timestamp=True),
+    column("last_seen_at", S, "When the user was last seen", timestamp=True),
     _struct(
         "properties", "Custom end-user properties (all keys are kept in _raw)",
-        _col("name", S, "User's name"),
-        _col("role", S, "User's role"),
-        _col("domain", S, "User's domain"),
-        _col("language", S, "User's language preference"),
+        column("name", S, "User's name"),
+        column("role", S, "User's role"),
+        column("domain", S, "User's domain"),
+        column("language", S, "User's language preference"),
     ),
     _struct(
         "last_response", "The user's most recent response",
-        _col("id", S, "ID of the last response"),
-        _col("score", I, "Score of the last response"),
-        _col("text", S, "Text of the last response"),
-        _struct("survey", "Survey of the last response", _col("channel", S, "Survey channel used")),
+        column("id", S, "ID of the last response"),
+        column("score", I, "Score of the last response"),
+        column("text", S, "Text of the last response"),
+        _struct("survey", "Survey of the last response", column("channel", S, "Survey channel used")),
     ),
     _struct(
         "settings", "The user's survey settings",
-        _col("email_nps", B, "Whether email NPS surveys are enabled"),
-        _col("mobile_nps", B, "Whether mobile NPS surveys are enabled"),
-        _col("web_nps", B, "Whether web NPS surveys are enabled"),
-        _col("force_mobile_survey", B, "Whether to force mobile surveys"),
-        _col("force_web_survey", B, "Whether to force web surveys"),
-        _col("surveys_disabled_by_end_user", B, "Whether surveys are disabled by the user"),
+        column("email_nps", B, "Whether email NPS surveys are enabled"),
+        column("mobile_nps", B, "Whether mobile NPS surveys are enabled"),
+        column("web_nps", B, "Whether web NPS surveys are enabled"),
+        column("force_mobile_survey", B, "Whether to force mobile surveys"),
+        column("force_web_survey", B, "Whether to force web surveys"),
+        column("surveys_disabled_by_end_user", B, "Whether surveys are disabled by the user"),
     ),
 ])
 
 RESPONSES_SCHEMA = StructType([
-    _col("id", S, "Unique system identifier for the response"),
-    _col("end_user_id", S, "ID of the user who provided the response"),
-    _col("survey_id", S, "ID of the survey this response belongs to"),
-    _col("score", I, "Numeric score provided in the response"),
-    _col("text", S, "Text feedback provided with the response"),
-    _col("completed", B, "Whether the response was completed"),
-    _col("excluded_from_calculations", B, "Whether this response is excluded from calculations"),
-    _col("ip_address", S, "IP address where the response originated"),
-    _col("origin_url", S, "URL where the response originated"),
-    _col("created_at", S, "When the response was created", timestamp=True),
-    _col("updated_at", S, "When the response was last updated", timestamp=True),
-    _col("tags", S, "Tags associated with the response (JSON array)"),
-    _col("notes", S, "Notes associated with the response (JSON array)"),
+    column("id", S, "Unique system identifier for the response"),
+    column("end_user_id", S, "ID of the user who provided the response"),
+    column("survey_id", S, "ID of the survey this response belongs to"),
+    column("score", I, "Numeric score provided in the response"),
+    column("text", S, "Text feedback provided with the response"),
+    column("completed", B, "Whether the response was completed"),
+    column("excluded_from_calculations", B, "Whether this response is excluded from calculations"),
+    column("ip_address", S, "IP address where the response originated"),
+    column("origin_url", S, "URL where the response originated"),
+    column("created_at", S, "When the response was created", timestamp=True),
+    column("updated_at", S, "When the response was last updated", timestamp=True),
+    column("tags", S, "Tags associated with the response (JSON array)"),
+    column("notes", S, "Notes associated with the response (JSON array)"),
     _struct(
         "end_user", "The responding user",
-        _col("email", S, "Email address of the responding user"),
-        _col("external_id", S, "External identifier of the responding user"),
-        _col("external_created_at", S, "External creation timestamp of the user", timestamp=True),
-        _col("created_at", S, "Creation timestamp of the user", timestamp=True),
-        _col("properties", S, "Additional user properties (stored as JSON string)"),
+        column("email", S, "Email address of the responding user"),
+        column("external_id", S, "External identifier of the responding user"),
+        column("external_created_at", S, "External creation timestamp of the user", timestamp=True),
+        column("created_at", S, "Creation timestamp of the user", timestamp=True),
+        column("properties", S, "Additional user properties (stored as JSON string)"),
     ),
 ])
 
 DECLINES_SCHEMA = StructType([
-    _col("id", S, "Unique system identifier for the decline"),
-    _col("end_user_id", S, "ID of the user who declined the survey"),
-    _col("survey_id", S, "ID of the survey that was declined"),
-    _col("ip_address", S, "IP address where the decline originated"),
-    _col("origin_url", S, "URL where the decline originated"),
-    _col("created_at", S, "When the decline was created", timestamp=True),
-    _col("updated_at", S, "When the decline was last updated", timestamp=True),
+    column("id", S, "Unique system identifier for the decline"),
+    column("end_user_id", S, "ID of the user who declined the survey"),
+    column("survey_id", S, "ID of the survey that was declined"),
+    column("ip_address", S, "IP address where the decline originated"),
+    column("origin_url", S, "URL where the decline originated"),
+    column("created_at", S, "When the decline was created", timestamp=True),
+    column("updated_at", S, "When the decline was last updated", timestamp=True),
     _struct(
         "end_user", "The declining user",
-        _col("properties", S, "Additional user properties (stored as JSON string)"),
+        column("properties", S, "Additional user properties (stored as JSON string)"),
     ),
 ])
 
 METADATA_COLUMNS = StructType([
-    StructField("_extracted_at", TimestampType(), nullable=True,
-                metadata={"comment": "When this run fetched the record (UTC)"}),
-    StructField("_run_id", StringType(), nullable=True,
-                metadata={"comment": "The run that last wrote the row (see _wootric_ingest/runs)"}),
-    StructField("_raw", StringType(), nullable=True,
-                metadata={"comment": "The record exactly as the API sent it (JSON): custom properties and new fields"}),
+    column("_extracted_at", TimestampType(), "When this run fetched the record (UTC)"),
+    column("_run_id", StringType(), "The run that last wrote the row (see _wootric_ingest/runs)"),
+    column("_raw", StringType(), "The record exactly as the API sent it (JSON): custom properties and new fields"),
 ])
 
 
