@@ -12,6 +12,7 @@ import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 import deltalake
 import pytest
@@ -118,6 +119,45 @@ def test_incremental_merge_inserts_new_rows_updates_newer_ones_and_leaves_the_re
         "4": ("u4@example.com", "2024-02-21T07:00:00Z", "second"),
     }
     assert second.bookmark == "2024-02-21T07:00:00Z"
+
+
+def test_an_incremental_merge_reads_only_the_files_whose_ids_it_can_match(spark, make_config):
+    config = make_config()
+    path = config.stream("end_users").table_path(config.catalog)
+    for b in range(4):  # four runs, four files, four id ranges
+        land_records(spark, config, "end_users", [user(i, f"2024-02-0{b + 1} 10:00:00")
+                                                  for i in range(1000 + 100 * b, 1010 + 100 * b)],
+                     now=T0 + timedelta(days=b), run_id=f"load-{b}")
+    older = {r[0] for r in spark.read.format("delta").load(path).where("id < '1300'")
+             .select(F.input_file_name()).collect()}
+
+    # The files of older ids are out of the MERGE's reach: it must succeed without them.
+    aside = {f: f"{f}.aside" for f in (urlparse(u).path for u in older)}
+    for f, moved in aside.items():
+        os.rename(f, moved)
+    try:
+        recent = land_records(spark, config, "end_users", [
+            user(1305, "2024-02-06 10:00:00", email="edited@example.com"),  # newer: rewritten
+            user(1309, "2024-02-04 10:00:00"),                              # unchanged
+            user(1310, "2024-02-06 11:00:00"),                              # new
+        ], now=T0 + timedelta(days=5), run_id="recent")
+    finally:
+        for f, moved in aside.items():
+            os.rename(moved, f)
+    assert (recent.rows_inserted, recent.rows_updated) == (1, 1)
+
+    # Ids of different widths order as text ("999" > "1000"): the range still holds every id it must match.
+    widths = land_records(spark, config, "end_users", [
+        user(999, "2024-02-07 10:00:00"), user(1000, "2024-02-07 10:00:00", email="wider@example.com"),
+    ], now=T0 + timedelta(days=6), run_id="widths")
+    assert (widths.rows_inserted, widths.rows_updated) == (1, 1)
+    rows = table(spark, path)
+    assert len(rows) == 42
+    assert {i: (rows[i]["email"], rows[i]["_run_id"]) for i in ("999", "1000", "1305", "1309", "1310")} == {
+        "999": ("u999@example.com", "widths"), "1000": ("wider@example.com", "widths"),
+        "1305": ("edited@example.com", "recent"), "1309": ("u1309@example.com", "load-3"),
+        "1310": ("u1310@example.com", "recent"),
+    }
 
 
 def test_same_second_ties_are_kept_and_an_edit_within_the_second_lands(spark, make_config):

@@ -102,7 +102,7 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
     """
     result.path, result.since, result.until = sink.path, plan.since, plan.until
     sink.prepare()
-    rows, newest, observation = None, None, None
+    rows, newest, observation, ids = None, None, None, None
     if parts:
         staged = spark.read.schema(STAGED_SCHEMA).option("mode", "FAILFAST").json(parts)
         shaped = shape(staged, plan.stream, run_id)
@@ -115,6 +115,7 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
                         result.records_rejected, rejected.path)
         rows = keyed if summary["ids"] == summary["records"] else latest_per_id(keyed)
         newest = summary["newest"]
+        ids = (summary["first_id"], summary["last_id"]) if summary["records"] else None
         if plan.mode == FULL:  # a full sync can be large: count type mismatches while writing, not in a pass
             observation = Observation(f"type_mismatches_{plan.stream.name}_{uuid.uuid4().hex}")
             rows = observe_type_mismatches(rows, plan.stream, observation)
@@ -128,7 +129,7 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
     if plan.mode == FULL:
         sink.overwrite(rows if rows is not None else spark.createDataFrame([], sink.schema), metadata, run_id)
     elif rows is not None:
-        sink.merge(rows, metadata, run_id)
+        sink.merge(rows, metadata, run_id, ids)
     commit = sink.commit_of(run_id)
     committed_now = commit is not None and commit.version > version_before
     if commit is not None:

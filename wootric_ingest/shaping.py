@@ -79,11 +79,13 @@ def shape(staged: DataFrame, stream: Stream, run_id: str) -> DataFrame:
 
 def latest_per_id(rows: DataFrame) -> DataFrame:
     """One row per id: the newest `updated_at`, then the latest fetch, then the raw text, so ties resolve the
-    same way whatever order pages arrived in."""
+    same way whatever order pages arrived in. The shuffle partitions by id range, not hash, so each file
+    written holds a narrow id range and a later MERGE can skip the files outside its ids."""
     order = Window.partitionBy(PRIMARY_KEY).orderBy(
         F.col("updated_at").desc_nulls_last(), F.col("_extracted_at").desc(), F.col("_raw").desc()
     )
-    return rows.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
+    return (rows.repartitionByRange(PRIMARY_KEY)
+            .withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank"))
 
 
 _RAW_PARSED = "_raw_parsed"
@@ -91,8 +93,9 @@ _RAW_PARSED = "_raw_parsed"
 
 def summarize(rows: DataFrame, stream: Stream, keyed: Column, *, types: bool) -> DataFrame:
     """One row about shaped rows, in one pass: over the rows where `keyed` holds, `records`, distinct `ids`
-    (fewer than records when a record was fetched twice), the `newest` cursor value and, with `types`, the
-    `type_mismatches` map; and how many rows are `unkeyed`.
+    (fewer than records when a record was fetched twice), the `first_id` and `last_id` (in the id column's
+    order), the `newest` cursor value and, with `types`, the `type_mismatches` map; and how many rows are
+    `unkeyed`.
 
     Without `types` Spark parses only the id and the cursor of each record (it prunes the JSON schema to the
     columns used), so the pass costs a fraction of shaping; `observe_type_mismatches` then counts them during
@@ -102,6 +105,8 @@ def summarize(rows: DataFrame, stream: Stream, keyed: Column, *, types: bool) ->
     counts = [
         F.count_if(keyed).alias("records"),
         F.count_distinct(F.when(keyed, F.col(PRIMARY_KEY))).alias("ids"),
+        F.min(F.when(keyed, F.col(PRIMARY_KEY))).alias("first_id"),
+        F.max(F.when(keyed, F.col(PRIMARY_KEY))).alias("last_id"),
         F.max(F.when(keyed, F.col(stream.cursor_field))).alias("newest"),
         F.count_if(~keyed).alias("unkeyed"),
     ]

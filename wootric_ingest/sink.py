@@ -169,8 +169,17 @@ class DeltaSink:
                   .option("txnVersion", str(_TXN_VERSION)))
         with_retries(lambda: writer.save(self.path), f"overwriting {self.path}")
 
-    def merge(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
-        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer."""
+    def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> None:
+        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer.
+
+        `ids` (the first and last id of `rows`) bounds the target side of the join: every row an id of
+        `rows` can match lies in that range, so the condition changes nothing, but Delta skips the files whose
+        id statistics lie outside it. Ids grow with creation time, so an incremental sync, which re-reads
+        recent records, reads and rewrites the table's newest files instead of all of them."""
+        condition = f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}"
+        if ids is not None:
+            condition += (f" AND t.{PRIMARY_KEY} >= {_sql_string(ids[0])}"
+                          f" AND t.{PRIMARY_KEY} <= {_sql_string(ids[1])}")
         session = self.spark.newSession()
         session.conf.set(_USER_METADATA_CONF, encode(metadata))
         session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
@@ -178,7 +187,7 @@ class DeltaSink:
 
         def attempt() -> None:
             (self.table(session).alias("t")
-             .merge(rows.alias("s"), f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}")
+             .merge(rows.alias("s"), condition)
              .whenMatchedUpdateAll(condition=NEWER)
              .whenNotMatchedInsertAll()
              .execute())
