@@ -92,7 +92,8 @@ def land_staged(spark: SparkSession, staging: StagingArea, plan: Plan, run_id: s
 
 def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: DeltaSink,
          result: StreamResult, *, rejected: RejectedRecords, staging_run: str | None = None) -> None:
-    """Staged part files to at most one commit: a MERGE for an incremental sync, an overwrite for a full one.
+    """Staged part files to at most one commit: a MERGE for an incremental sync (none when no row changes),
+    an overwrite for a full one.
 
     A full sync commits even when the source is empty (the table must be empty then too, and the commit
     records the full sync for the cron decision), then vacuums files older than the retention. Counts come
@@ -128,8 +129,8 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
     version_before = sink.version()
     if plan.mode == FULL:
         sink.overwrite(rows if rows is not None else spark.createDataFrame([], sink.schema), metadata, run_id)
-    elif rows is not None:
-        sink.merge(rows, metadata, run_id, ids)
+    elif rows is not None and not sink.merge(rows, metadata, run_id, ids):
+        log.info("%s: nothing new or changed among %d records; no commit", plan.stream.name, summary["records"])
     commit = sink.commit_of(run_id)
     committed_now = commit is not None and commit.version > version_before
     if commit is not None:

@@ -28,6 +28,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
+from pyspark.storagelevel import StorageLevel
 
 from wootric_ingest.config import CatalogConfig, StreamConfig
 from wootric_ingest.streams import PRIMARY_KEY, Stream
@@ -169,30 +170,47 @@ class DeltaSink:
                   .option("txnVersion", str(_TXN_VERSION)))
         with_retries(lambda: writer.save(self.path), f"overwriting {self.path}")
 
-    def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> None:
-        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer.
+    def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> bool:
+        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer;
+        False, and no commit, when no row would change.
 
-        `ids` (the first and last id of `rows`) bounds the target side of the join: every row an id of
-        `rows` can match lies in that range, so the condition changes nothing, but Delta skips the files whose
-        id statistics lie outside it. Ids grow with creation time, so an incremental sync, which re-reads
-        recent records, reads and rewrites the table's newest files instead of all of them."""
-        condition = f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}"
-        if ids is not None:
-            condition += (f" AND t.{PRIMARY_KEY} >= {_sql_string(ids[0])}"
-                          f" AND t.{PRIMARY_KEY} <= {_sql_string(ids[1])}")
-        session = self.spark.newSession()
-        session.conf.set(_USER_METADATA_CONF, encode(metadata))
-        session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
-        session.conf.set(_TXN_VERSION_CONF, str(_TXN_VERSION))
+        Only the rows that change the table reach the MERGE: Delta rewrites (or marks deleted in) every file
+        holding a matched row, even one the condition then leaves alone, so the unchanged records a look-back
+        re-reads would rewrite files and hand downstream readers rows that did not change. A run that found
+        nothing new leaves the table and its history alone.
 
-        def attempt() -> None:
-            (self.table(session).alias("t")
-             .merge(rows.alias("s"), condition)
-             .whenMatchedUpdateAll(condition=NEWER)
-             .whenNotMatchedInsertAll()
-             .execute())
+        `ids` (the first and last id of `rows`) bounds the table side of both joins: every row an id of `rows`
+        can match lies in that range, so the result is the same, but Delta skips the files whose id statistics
+        lie outside it. Ids grow with creation time, so an incremental sync, which re-reads recent records,
+        reads the table's newest files instead of all of them."""
+        in_range = F.col(PRIMARY_KEY).between(*ids) if ids is not None else F.lit(True)
+        table = (self.spark.read.format("delta").load(self.path).where(in_range)
+                 .select(PRIMARY_KEY, "updated_at", "_raw"))
+        changing = (rows.alias("s").join(table.alias("t"), F.expr(f"s.{PRIMARY_KEY} = t.{PRIMARY_KEY}"), "left")
+                    .where(NEWER).select("s.*").persist(StorageLevel.DISK_ONLY))  # disk: the heap stays flat
+        try:
+            if not changing.count():
+                return False
+            condition = f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}"
+            if ids is not None:
+                condition += (f" AND t.{PRIMARY_KEY} >= {_sql_string(ids[0])}"
+                              f" AND t.{PRIMARY_KEY} <= {_sql_string(ids[1])}")
+            session = self.spark.newSession()
+            session.conf.set(_USER_METADATA_CONF, encode(metadata))
+            session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
+            session.conf.set(_TXN_VERSION_CONF, str(_TXN_VERSION))
 
-        with_retries(attempt, f"merging into {self.path}")
+            def attempt() -> None:  # NEWER again: a concurrent writer may have changed the table since
+                (self.table(session).alias("t")
+                 .merge(changing.alias("s"), condition)
+                 .whenMatchedUpdateAll(condition=NEWER)
+                 .whenNotMatchedInsertAll()
+                 .execute())
+
+            with_retries(attempt, f"merging into {self.path}")
+            return True
+        finally:
+            changing.unpersist()
 
     def vacuum(self) -> None:
         """Delete files the table stopped using longer ago than its `delta.deletedFileRetentionDuration`.
