@@ -89,3 +89,17 @@ def test_a_runs_table_from_an_older_version_gains_the_new_columns(spark, make_co
     assert rows == {"old-run": ("ok", None, None), "new-run": ("ok", 12, {"email": 1})}
     comments = {f.name: f.metadata.get("comment") for f in table.schema.fields}
     assert comments["table_rows"] == "Rows in the table after the commit"
+
+
+def test_a_run_with_a_new_id_appends_its_rows_so_streams_finishing_together_never_conflict(
+        spark, sandbox, make_config):
+    config = make_config(sandbox)
+    run(config, spark)
+
+    path = f"{config.catalog.root}/{RUNS_DIR}"
+    rows = spark.read.format("delta").load(path).select("run_id", "stream", "status").collect()
+    assert len({r["run_id"] for r in rows}) == 1
+    assert sorted((r["stream"], r["status"]) for r in rows) == [
+        ("declines", "ok"), ("end_users", "ok"), ("responses", "ok")]
+    commits = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+    assert [(c["operation"], c["operationParameters"].get("mode")) for c in commits[1:]] == [("WRITE", "Append")] * 3

@@ -54,21 +54,26 @@ RUNS_SCHEMA = StructType([
     column("table_version", LongType(), "The table version after the stream's commit"),
     column("table_rows", LongType(), "Rows in the table after the commit"),
     column("type_mismatches", MapType(StringType(), LongType()),
-         "Per column, values that did not fit its type and landed as null (kept in _raw)"),
+           "Per column, values that did not fit its type and landed as null (kept in _raw)"),
 ])
 
 
 class RunHistory:
-    """The runs table under a catalog root; safe to record from several streams' threads at once."""
+    """The runs table under a catalog root; safe to record from several streams' threads at once.
 
-    def __init__(self, spark: SparkSession, root: str, properties: dict[str, str]):
-        self.spark, self.properties = spark, properties
+    A run whose id was made for it (`fresh`) cannot have rows yet, so its rows are appended: appends never
+    conflict, so streams that finish together do not queue behind one another's MERGE. A run id given by the
+    caller may be a retry's, and its rows replace the ones the earlier attempt recorded.
+    """
+
+    def __init__(self, spark: SparkSession, root: str, properties: dict[str, str], *, fresh: bool = False):
+        self.spark, self.properties, self.fresh = spark, properties, fresh
         self.path = f"{root.rstrip('/')}/{RUNS_DIR}"
         self._ready = False
         self._lock = threading.Lock()
 
     def record(self, run_id: str, result: StreamResult) -> None:
-        """Upsert one stream's row for this run."""
+        """Add, or with a given run id upsert, one stream's row for this run."""
         with self._lock:
             if not self._ready:
                 ensure_table(self.spark, self.path, RUNS_SCHEMA, self.properties)
@@ -76,6 +81,9 @@ class RunHistory:
         row = self.spark.createDataFrame([_row(run_id, result)], RUNS_SCHEMA)
 
         def attempt() -> None:
+            if self.fresh:
+                row.write.format("delta").mode("append").save(self.path)
+                return
             (DeltaTable.forPath(self.spark, self.path).alias("t")
              .merge(row.alias("s"), "t.run_id = s.run_id AND t.stream = s.stream")
              .whenMatchedUpdateAll()

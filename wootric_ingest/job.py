@@ -42,7 +42,7 @@ def run(config: SourceConfig, spark: SparkSession, options: RunOptions = RunOpti
     client = client or WootricClient(config.api)
     if not options.dry_run:
         client.authenticate()  # bad credentials fail here, before any table is touched
-    history = RunHistory(spark, config.catalog.root, table_properties(config))
+    history = RunHistory(spark, config.catalog.root, table_properties(config), fresh=options.run_id is None)
     files = storage_for(config.catalog.root, spark)
     results: list[StreamResult] = []
     locks = locking.for_run(config, () if options.dry_run else selected, run_id, spark)  # a dry run writes nothing

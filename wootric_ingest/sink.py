@@ -128,7 +128,8 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, properties:
         log.info("%s: adding columns %s", path, [f.name for f in missing])
         with_retries(lambda: spark.sql(f"ALTER TABLE delta.{_quote(path)} ADD COLUMNS ({columns})"),
                      f"adding columns to {path}")
-    current = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+    current = {row["key"]: row["value"]  # SHOW TBLPROPERTIES, not detail(): that one costs seconds in a new JVM
+               for row in spark.sql(f"SHOW TBLPROPERTIES delta.{_quote(path)}").collect()}
     drift = {k: v for k, v in properties.items() if current.get(k) != v}
     if drift:
         settings = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in sorted(drift.items()))
