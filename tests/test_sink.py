@@ -160,6 +160,20 @@ def test_an_incremental_merge_reads_only_the_files_whose_ids_it_can_match(spark,
     }
 
 
+def test_a_full_sync_writes_its_files_by_id_range(spark, make_config, monkeypatch):
+    monkeypatch.setattr("wootric_ingest.landing.FULL_SYNC_FILE_ROWS", 10)
+    config = make_config()
+    path = config.stream("end_users").table_path(config.catalog)
+    shuffled = [user(i, "2024-02-01 10:00:00") for i in range(1000, 1040)]
+    shuffled = shuffled[::3] + shuffled[1::3] + shuffled[2::3]  # the API's order is not id order
+    land_records(spark, config, "end_users", shuffled, now=T0, run_id="full")
+
+    ranges = sorted((r["lo"], r["hi"]) for r in spark.read.format("delta").load(path)
+                    .groupBy(F.input_file_name()).agg(F.min("id").alias("lo"), F.max("id").alias("hi")).collect())
+    assert len(ranges) == 4
+    assert all(hi < next_lo for (_, hi), (next_lo, _) in zip(ranges, ranges[1:]))
+
+
 def test_same_second_ties_are_kept_and_an_edit_within_the_second_lands(spark, make_config):
     config = make_config()
     path = config.stream("end_users").table_path(config.catalog)

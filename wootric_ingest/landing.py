@@ -3,11 +3,12 @@
 fetches the next.
 
 Landing reads the staged files with an explicit schema and shapes them with Spark expressions, in two
-passes over the files and no cache, so nothing on the driver or in the JVM grows with the stream: a census
-(counts, distinct ids, newest cursor; Spark parses only the id and cursor of each record), then the commit.
-A full sync counts type mismatches while it writes; an incremental one, usually small, in the census. The
-shuffle that keeps one row per id runs only when the census found an id twice, so a full sync usually
-writes its files in fetch order.
+passes over the files and nothing cached in memory, so nothing on the driver or in the JVM grows with the
+stream: a census (counts, distinct ids, id range, newest cursor; Spark parses only the id and cursor of each
+record), then the commit (an incremental one first keeps the rows that change the table, on disk). A full
+sync counts type mismatches while it writes; an incremental one, usually small, in the census. A full sync
+writes its files by id range (one shuffle, which also keeps one row per id when the census found an id
+twice), so the MERGEs after it, whose ids are recent, read and rewrite only the newest files.
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ from wootric_ingest.streams import PRIMARY_KEY
 from wootric_ingest.wootric import WootricClient
 
 log = logging.getLogger(__name__)
+
+#: Rows per file a full sync writes (about 20 MB of responses): small enough that a MERGE of recent records
+#: rewrites a small part of the table, large enough that the file count stays modest.
+FULL_SYNC_FILE_ROWS = 100_000
 
 
 @dataclass
@@ -114,7 +119,12 @@ def land(spark: SparkSession, parts: list[str], plan: Plan, run_id: str, sink: D
             result.records_rejected = rejected.record(plan.stream.name, run_id, unkeyed)
             log.warning("%s: %d records without a usable id went to %s, with the reason", plan.stream.name,
                         result.records_rejected, rejected.path)
-        rows = keyed if summary["ids"] == summary["records"] else latest_per_id(keyed)
+        if summary["ids"] != summary["records"]:
+            rows = latest_per_id(keyed)
+        elif plan.mode == FULL:  # files by id range: a later MERGE reads and rewrites only the newest ones
+            rows = keyed.repartitionByRange(max(1, -(-summary["records"] // FULL_SYNC_FILE_ROWS)), PRIMARY_KEY)
+        else:
+            rows = keyed
         newest = summary["newest"]
         ids = (summary["first_id"], summary["last_id"]) if summary["records"] else None
         if plan.mode == FULL:  # a full sync can be large: count type mismatches while writing, not in a pass
