@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -26,7 +27,7 @@ from wootric_ingest.landing import StreamResult, land
 from wootric_ingest.planning import RunOptions, plan_stream, table_properties
 from wootric_ingest.shaping import latest_per_id, shape
 from wootric_ingest.rejects import RejectedRecords
-from wootric_ingest.sink import DeltaSink, decode, metastore_name
+from wootric_ingest.sink import NEWER, DeltaSink, decode, metastore_name, with_retries
 from wootric_ingest.streams import STREAMS
 
 _runs = itertools.count(1)
@@ -351,14 +352,14 @@ def test_metastore_names_skip_the_folder_and_quote_every_part(make_config):
     assert metastore_name(make_config().catalog, config.stream("responses")) is None
 
 
-def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make_config, tmp_path):
+def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make_config, tmp_path, caplog):
     config = make_config()
     path = config.stream("end_users").table_path(config.catalog)
     land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
                  now=T0, run_id="first")
 
-    # Another writer (delta-rs, say a privacy job) deletes user 2 while our MERGE is between its read and
-    # its commit: the MERGE's source calls it, once, from the Spark worker.
+    # Another writer (delta-rs, say a privacy job) deletes user 2 while a MERGE is between its read and its
+    # commit: the MERGE's source calls `interfere`, once, from the Spark worker.
     marker, site = tmp_path / "interfered", os.path.dirname(os.path.dirname(deltalake.__file__))
 
     def interfere(email):
@@ -375,10 +376,15 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
     rows = (latest_per_id(shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"),
                                 STREAMS["end_users"], "second"))
             .withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email")))
-    sink = sink_for(spark, config, "end_users")
-    sink.merge(rows, {"run_id": "second", "sync": "INCREMENTAL"}, "second")
 
-    assert marker.exists()
+    def merge() -> None:
+        (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), "t.id = s.id")
+         .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+
+    with caplog.at_level(logging.WARNING, logger="wootric_ingest.sink"):
+        with_retries(merge, "merging")
+
+    assert marker.exists() and "conflicted with a concurrent commit (ConcurrentAppendException)" in caplog.text
     assert sorted(table(spark, path)) == ["1", "3"]
     assert [c["operation"] for c in history(spark, path)][-2:] == ["DELETE", "MERGE"]
 
