@@ -184,18 +184,14 @@ class DeltaSink:
         can match lies in that range, so the result is the same, but Delta skips the files whose id statistics
         lie outside it. Ids grow with creation time, so an incremental sync, which re-reads recent records,
         reads the table's newest files instead of all of them."""
-        in_range = F.col(PRIMARY_KEY).between(*ids) if ids is not None else F.lit(True)
-        table = (self.spark.read.format("delta").load(self.path).where(in_range)
-                 .select(PRIMARY_KEY, "updated_at", "_raw"))
-        changing = (rows.alias("s").join(table.alias("t"), F.expr(f"s.{PRIMARY_KEY} = t.{PRIMARY_KEY}"), "left")
+        in_range = F.col(f"t.{PRIMARY_KEY}").between(*ids) if ids is not None else F.lit(True)
+        condition = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
+        table = self.spark.read.format("delta").load(self.path).select(PRIMARY_KEY, "updated_at", "_raw")
+        changing = (rows.alias("s").join(table.alias("t").where(in_range), condition, "left")
                     .where(NEWER).select("s.*").persist(StorageLevel.DISK_ONLY))  # disk: the heap stays flat
         try:
             if not changing.count():
                 return False
-            condition = f"t.{PRIMARY_KEY} = s.{PRIMARY_KEY}"
-            if ids is not None:
-                condition += (f" AND t.{PRIMARY_KEY} >= {_sql_string(ids[0])}"
-                              f" AND t.{PRIMARY_KEY} <= {_sql_string(ids[1])}")
             session = self.spark.newSession()
             session.conf.set(_USER_METADATA_CONF, encode(metadata))
             session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
@@ -203,7 +199,7 @@ class DeltaSink:
 
             def attempt() -> None:  # NEWER again: a concurrent writer may have changed the table since
                 (self.table(session).alias("t")
-                 .merge(changing.alias("s"), condition)
+                 .merge(changing.alias("s"), condition & in_range)
                  .whenMatchedUpdateAll(condition=NEWER)
                  .whenNotMatchedInsertAll()
                  .execute())
