@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.setup-done
 CONF   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test clean
+.PHONY: setup run lint test clean
 
 setup: $(STAMP)
 
@@ -16,19 +16,25 @@ $(STAMP): setup.cfg pyproject.toml
 	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "make setup: Java 17 or newer is required; found: $$(java -version 2>&1 | head -n1)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[spark,test]'
-	$(BIN)/python -m wootric_ingest.spark
+	$(BIN)/python -m wootric_ingest.lake.spark
 	@touch $(STAMP)
 
 ## make run: the job against the sandbox API (or against CONF=path, e.g. the real API)
 run: setup
 ifeq ($(CONF),)
-	$(BIN)/python jobs/run_with_sandbox.py --config conf/local.yaml
+	$(BIN)/python -m jobs.run_with_sandbox --config conf/local.yaml
 else
 	$(BIN)/wootric-ingest run --config $(CONF)
 endif
 
-test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+## make lint: ruff (lint and format) over everything, mypy over the package; `make test` runs it first
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
 
 ## make dist: the wheel that spark-submit (--py-files) and the Databricks bundle ship, into $(DIST)/
 DIST ?= dist
@@ -43,7 +49,7 @@ dist: setup
 bundle:
 	@test -n "$(CONF)" || { echo "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" >&2; exit 2; }
 	@$(MAKE) --no-print-directory dist
-	$(BIN)/python -m wootric_ingest.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
+	$(BIN)/python -m wootric_ingest.cli.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
 
 ## make chaos [CHAOS_RUNS=50 CHAOS_SEED=1]: the job run over and over against the sandbox with random faults and
 ## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates.

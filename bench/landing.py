@@ -18,6 +18,7 @@ data set (in its own process) never counts as the driver's.
 
     python bench/landing.py [--quick] [--sizes 10000,100000,1000000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,7 @@ TARGET_INCREMENTAL_RATIO = 1 / 3
 # ------------------------------------------------------------------------------------------------ children
 # Each runs in its own Python process (`--child NAME`), prints one JSON line, and exits.
 
+
 class Probe:
     """Peak JVM heap used, sampled every 100 ms while a child runs; the Python peak RSS comes from the kernel."""
 
@@ -75,8 +77,12 @@ class Probe:
         self._thread.join()
         self.heap_peak = max(self.heap_peak, self._used())
         self._jvm.java.lang.System.gc()
-        return {"rss_peak_mb": _rss_peak_mb(), "heap_peak_mb": self.heap_peak / 2**20,
-                "heap_after_gc_mb": self._used() / 2**20, "heap_max_mb": self._runtime.maxMemory() / 2**20}
+        return {
+            "rss_peak_mb": _rss_peak_mb(),
+            "heap_peak_mb": self.heap_peak / 2**20,
+            "heap_after_gc_mb": self._used() / 2**20,
+            "heap_max_mb": self._runtime.maxMemory() / 2**20,
+        }
 
 
 def _rss_peak_mb() -> float:
@@ -84,6 +90,7 @@ def _rss_peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -92,27 +99,36 @@ def _config(url: str | None, root: str, lookback: int | None):
     rate limit lifted; `url` None for a run that never calls the API."""
     from wootric_ingest.config import parse_config
 
-    credentials = (json.loads(urllib.request.urlopen(f"{url}/_sandbox/credentials").read()) if url
-                   else {"username": "nobody", "password": "unused"})
+    credentials = (
+        json.loads(urllib.request.urlopen(f"{url}/_sandbox/credentials").read())
+        if url
+        else {"username": "nobody", "password": "unused"}
+    )
     stream = {"layer": "raw", "folder": "wootric", "sync_type": "INCREMENTAL"}
     if lookback is not None:
         stream["lookback_days"] = lookback
-    return parse_config({
-        "source": {
-            "description": "landing benchmark",
-            "api": {"base_url": url or "http://127.0.0.1:1", "auth": {"username": credentials["username"],
-                                              "password": credentials["password"]},
-                    "requests_per_minute": 1_000_000, "max_concurrency": 4},
-            "start_date": "2024-01-01T00:00:00Z",
-            "trigger": {"cron": "0 6 * * *", "timezone": "UTC"},
+    return parse_config(
+        {
+            "source": {
+                "description": "landing benchmark",
+                "api": {
+                    "base_url": url or "http://127.0.0.1:1",
+                    "auth": {"username": credentials["username"], "password": credentials["password"]},
+                    "requests_per_minute": 1_000_000,
+                    "max_concurrency": 4,
+                },
+                "start_date": "2024-01-01T00:00:00Z",
+                "trigger": {"cron": "0 6 * * *", "timezone": "UTC"},
+            },
+            "catalog": {"root": root},
+            "streams": {name: dict(stream, table=name) for name in ("end_users", "responses", "declines")},
         },
-        "catalog": {"root": root},
-        "streams": {name: dict(stream, table=name) for name in ("end_users", "responses", "declines")},
-    }, environ={})
+        environ={},
+    )
 
 
 def _started_spark() -> tuple[object, float]:
-    from wootric_ingest.spark import get_spark
+    from wootric_ingest.lake.spark import get_spark
 
     started = time.monotonic()
     spark = get_spark(app_name="wootric-bench", scratch=os.environ["BENCH_SCRATCH"])
@@ -120,154 +136,173 @@ def _started_spark() -> tuple[object, float]:
     return spark, time.monotonic() - started
 
 
-def _land(spark, parts: list[str], plan, run_id: str, sink, root: str):
-    """`landing.land` as a run calls it; the result it filled in."""
-    from wootric_ingest.landing import StreamResult, land
-    from wootric_ingest.rejects import RejectedRecords
+def _lakehouses(url: str | None, root: str, lookback: int | None):
+    """The benchmark's lakehouse, and one beside it (`{root}-staged`) where the full sync stages: later runs'
+    own staging clean-up never sees it, so the naive baseline and the full rewrite read the very same
+    records."""
+    from wootric_ingest.lake.lakehouse import Lakehouse
 
-    result = StreamResult(plan.stream.name, plan.mode, plan.reason)
-    land(spark, parts, plan, run_id, sink, result, rejected=RejectedRecords(spark, root, sink.properties))
-    return result
-
-
-def _kept(root: str) -> str:
-    """Where the full sync stages, beside the catalog root: later runs' own staging clean-up never sees it, so
-    the naive baseline and the full rewrite read the very same records."""
-    return f"{root}-staged"
+    spark, spark_start = _started_spark()
+    config = _config(url, root, lookback)
+    kept = _config(url, f"{root}-staged", lookback)
+    return spark, spark_start, Lakehouse(config, spark), Lakehouse(kept, spark)
 
 
-def _sink(spark, config, stream_config):
-    from wootric_ingest.planning import table_properties
-    from wootric_ingest.sink import DeltaSink
-    from wootric_ingest.streams import STREAMS
+def _plan(lakehouse, stream_config, **options):
+    from wootric_ingest.lake.state import read_state
+    from wootric_ingest.run.planning import RunOptions, plan_stream
 
-    return DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS[stream_config.stream],
-                     table_properties(config))
+    return plan_stream(
+        lakehouse.config,
+        stream_config,
+        read_state(lakehouse.table(stream_config)),
+        RunOptions(**options),
+        datetime.now(timezone.utc),
+    )
 
 
 def child_sync(url: str, root: str) -> dict:
     """A full sync of every stream through staging: extract all, then land each (timed apart); staging kept
     for the baseline and the rewrite."""
-    from wootric_ingest.landing import extract
-    from wootric_ingest.planning import RunOptions, plan_stream
-    from wootric_ingest.staging import StagingArea
-    from wootric_ingest.wootric import WootricClient
+    from wootric_ingest.api import WootricClient
+    from wootric_ingest.run.landing import extract, land
+    from wootric_ingest.run.progress import Progress
 
-    spark, spark_start = _started_spark()
+    spark, spark_start, lakehouse, kept = _lakehouses(url, root, None)
     probe = Probe(spark)
-    config = _config(url, root, lookback=None)
-    now = datetime.now(timezone.utc)
     out: dict = {"spark_start_s": spark_start, "streams": {}}
-    with WootricClient(config.api) as client:
+    with WootricClient(lakehouse.config.api) as client:
         client.authenticate()
         fetched = []
-        for stream_config in config.streams:
-            sink = _sink(spark, config, stream_config)
-            plan = plan_stream(config, stream_config, sink, RunOptions(), now)
-            staging = StagingArea(_kept(root), RUN_ID, stream_config.stream)
-            result = extract(client, staging, plan)
-            fetched.append((sink, plan, staging, result))
-    for sink, plan, staging, fetch in fetched:
+        for stream_config in lakehouse.config.streams:
+            plan = _plan(lakehouse, stream_config)
+            staging = kept.staging(RUN_ID, stream_config.name)
+            fetched.append((plan, staging, extract(client, staging, plan, Progress())))
+    for plan, staging, fetch in fetched:
         started = time.monotonic()
-        result = _land(spark, staging.parts(), plan, RUN_ID, sink, root)
+        landed = land(lakehouse, staging, plan, RUN_ID)
         out["streams"][plan.stream.name] = {
-            "records": fetch.records_fetched, "requests": fetch.api_requests, "fetch_s": fetch.seconds,
-            "land_s": time.monotonic() - started, "rows": result.table_rows, "parts": len(staging.parts())}
+            "records": fetch.records,
+            "requests": fetch.api_requests,
+            "fetch_s": fetch.seconds,
+            "land_s": time.monotonic() - started,
+            "rows": landed.table_rows,
+            "parts": len(staging.parts()),
+        }
     return {**out, **probe.finish()}
 
 
 def child_naive(root: str) -> dict:
     """The baseline: every stream's records in a Python list (as a client without staging would hand them
     over), then `createDataFrame`, the same shaping, and one overwrite per stream."""
-    from wootric_ingest.planning import FULL, RunOptions, plan_stream
-    from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, shape
-    from wootric_ingest.staging import StagingArea
+    from wootric_ingest.lake.shaping import STAGED_SCHEMA, latest_per_id, shape
+    from wootric_ingest.lake.state import SyncMode
+    from wootric_ingest.lake.tables import StreamTable
 
-    spark, spark_start = _started_spark()
+    spark, spark_start, lakehouse, kept = _lakehouses(None, root, None)
     probe = Probe(spark)
-    config = _config(None, root, lookback=None)
-    naive = config.catalog.root + "/naive"
+    naive = lakehouse.layout.root + "/naive"
     out: dict = {"spark_start_s": spark_start, "streams": {}}
-    for stream_config in config.streams:
-        records = [json.loads(line) for part in StagingArea(_kept(root), RUN_ID, stream_config.stream).parts()
-                   for line in Path(part).read_text(encoding="utf-8").splitlines()]
-        sink = _sink(spark, config, stream_config)
-        sink.path = f"{naive}/{stream_config.stream}"
-        plan = plan_stream(config, stream_config, sink, RunOptions(full_sync=True), datetime.now(timezone.utc))
-        assert plan.mode == FULL
+    for stream_config in lakehouse.config.streams:
+        records = [
+            json.loads(line)
+            for part in kept.staging(RUN_ID, stream_config.name).parts()
+            for line in Path(part).read_text(encoding="utf-8").splitlines()
+        ]
+        table = StreamTable(spark, f"{naive}/{stream_config.name}", stream_config.stream, lakehouse.properties)
+        plan = _plan(lakehouse, stream_config, full_sync=True)
+        assert plan.mode is SyncMode.FULL
         started = time.monotonic()
         staged = spark.createDataFrame([(r["fetched_at"], json.dumps(r["record"])) for r in records], STAGED_SCHEMA)
         rows = latest_per_id(shape(staged, plan.stream, "naive"))
-        sink.overwrite(rows, plan.commit_metadata("naive", None), "naive")
-        out["streams"][stream_config.stream] = {"records": len(records), "land_s": time.monotonic() - started}
+        table.overwrite(rows, plan.commit_metadata("naive", None), "naive")
+        out["streams"][stream_config.name] = {"records": len(records), "land_s": time.monotonic() - started}
         del records, staged, rows
     return {**out, **probe.finish()}
 
 
 def child_noop(url: str, root: str) -> dict:
     """`job.run` of every stream when nothing is new, in a fresh process: wall time with Spark's start."""
-    from wootric_ingest.job import run
+    from wootric_ingest.run.job import run
 
     started = time.monotonic()
     spark, spark_start = _started_spark()
     config = _config(url, root, lookback=0)
     results = run(config, spark)
     wall = time.monotonic() - started
-    return {"wall_s": wall, "spark_start_s": spark_start,
-            "streams": {r.stream: {"mode": r.mode, "requests": r.api_requests, "records": r.records_fetched,
-                                   "status": r.status, "seconds": r.seconds} for r in results}}
+    return {
+        "wall_s": wall,
+        "spark_start_s": spark_start,
+        "streams": {
+            r.stream_name: {
+                "mode": r.mode,
+                "requests": r.api_requests,
+                "records": r.records_fetched,
+                "status": r.status,
+                "seconds": r.seconds,
+            }
+            for r in results
+        },
+    }
 
 
 def child_incremental(url: str, root: str) -> dict:
     """The responses table after 1% of its records changed: an incremental run (MERGE), then a full rewrite
     of the same table from the full sync's staging (overwrite), each timed from staged records to commit; then
     the same incremental run again on the table with deletion vectors enabled, which the job does not (yet) do."""
-    from wootric_ingest.planning import FULL, RunOptions, plan_stream
-    from wootric_ingest.staging import StagingArea
+    from wootric_ingest.lake.state import SyncMode
+    from wootric_ingest.run.landing import land
 
-    spark, spark_start = _started_spark()
-    config = _config(url, root, lookback=None)
-    stream_config = config.stream("responses")
-    sink = _sink(spark, config, stream_config)
-    now = datetime.now(timezone.utc)
-    out: dict = {"spark_start_s": spark_start, "changed": _change_recent_responses(spark, url, sink.path)}
-    out["incremental"] = _incremental(spark, config, sink, root, "bench-incremental", now)
+    spark, spark_start, lakehouse, kept = _lakehouses(url, root, None)
+    stream_config = lakehouse.config.stream("responses")
+    table = lakehouse.table(stream_config)
+    out: dict = {"spark_start_s": spark_start, "changed": _change_recent_responses(spark, url, table.path)}
+    out["incremental"] = _incremental(lakehouse, kept, "bench-incremental")
 
-    plan = plan_stream(config, stream_config, sink, RunOptions(full_sync=True), now)
-    assert plan.mode == FULL
+    plan = _plan(lakehouse, stream_config, full_sync=True)
+    assert plan.mode is SyncMode.FULL
     started = time.monotonic()
-    result = _land(spark, StagingArea(_kept(root), RUN_ID, "responses").parts(), plan, "bench-rewrite", sink, root)
-    out["rewrite"] = {"land_s": time.monotonic() - started, "rows": result.table_rows}
+    landed = land(lakehouse, kept.staging(RUN_ID, "responses"), plan, "bench-rewrite")
+    out["rewrite"] = {"land_s": time.monotonic() - started, "rows": landed.table_rows}
 
-    spark.sql(f"ALTER TABLE delta.`{sink.path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
-    _change_recent_responses(spark, url, sink.path)
-    out["incremental_dv"] = _incremental(spark, config, sink, root, "bench-incremental-dv", now)
+    spark.sql(f"ALTER TABLE {table.sql} SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+    _change_recent_responses(spark, url, table.path)
+    out["incremental_dv"] = _incremental(lakehouse, kept, "bench-incremental-dv")
     return out
 
 
-def _incremental(spark, config, sink, root: str, run_id: str, now: datetime) -> dict:
+def _incremental(lakehouse, kept, run_id: str) -> dict:
     """One incremental run of responses: extraction, then landing (timed apart); what the MERGE touched."""
-    from wootric_ingest.landing import extract
-    from wootric_ingest.planning import INCREMENTAL, RunOptions, plan_stream
-    from wootric_ingest.staging import StagingArea
-    from wootric_ingest.wootric import WootricClient
+    from wootric_ingest.api import WootricClient
+    from wootric_ingest.lake.state import SyncMode
+    from wootric_ingest.run.landing import extract, land
+    from wootric_ingest.run.progress import Progress
 
-    plan = plan_stream(config, config.stream("responses"), sink, RunOptions(), now)
-    assert plan.mode == INCREMENTAL, plan.reason
-    staging = StagingArea(_kept(root), run_id, "responses")
-    with WootricClient(config.api) as client:
+    stream_config = lakehouse.config.stream("responses")
+    table = lakehouse.table(stream_config)
+    plan = _plan(lakehouse, stream_config)
+    assert plan.mode is SyncMode.INCREMENTAL, plan.reason
+    staging = kept.staging(run_id, "responses")
+    with WootricClient(lakehouse.config.api) as client:
         client.authenticate()
-        fetch = extract(client, staging, plan)
-    files = len(spark.read.format("delta").load(sink.path).inputFiles())
+        fetch = extract(client, staging, plan, Progress())
+    files = len(table.read().inputFiles())
     started = time.monotonic()
-    result = _land(spark, staging.parts(), plan, run_id, sink, root)
-    landed = time.monotonic() - started
+    landed = land(lakehouse, staging, plan, run_id)
+    seconds = time.monotonic() - started
     staging.cleanup()
-    merge = sink.commit_of(run_id).metrics
-    return {"fetch_s": fetch.seconds, "requests": fetch.api_requests, "records": fetch.records_fetched,
-            "land_s": landed, "updated": result.rows_updated, "inserted": result.rows_inserted, "files": files,
-            "files_rewritten": int(merge.get("numTargetFilesRemoved", 0)),
-            "rows_copied": int(merge.get("numTargetRowsCopied", 0))}
+    merge = table.commit_of(run_id).metrics
+    return {
+        "fetch_s": fetch.seconds,
+        "requests": fetch.api_requests,
+        "records": fetch.records,
+        "land_s": seconds,
+        "updated": landed.rows_updated,
+        "inserted": landed.rows_inserted,
+        "files": files,
+        "files_rewritten": int(merge.get("numTargetFilesRemoved", 0)),
+        "rows_copied": int(merge.get("numTargetRowsCopied", 0)),
+    }
 
 
 def _change_recent_responses(spark, url: str, path: str) -> int:
@@ -279,10 +314,11 @@ def _change_recent_responses(spark, url: str, path: str) -> int:
     edge = (datetime.fromisoformat(newest.replace("Z", "+00:00")) - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     recent = [int(r["id"]) for r in table.where(F.col("created_at") >= edge).select("id").collect()]
     count = int(table.count() * CHANGED)
-    ids = sorted(recent)[::max(len(recent) // count, 1)][:count]
+    ids = sorted(recent)[:: max(len(recent) // count, 1)][:count]
     body = json.dumps({"stream": "responses", "action": "update", "ids": ids}).encode()
-    request = urllib.request.Request(f"{url}/_sandbox/mutate", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/_sandbox/mutate", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     return len(json.loads(urllib.request.urlopen(request).read())["ids"])
 
 
@@ -291,17 +327,27 @@ def child_plain_spark() -> dict:
     from pyspark.sql import SparkSession
 
     started = time.monotonic()
-    spark = (SparkSession.builder.master("local[*]").config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[*]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
     spark.range(1).count()
     return {"spark_start_s": time.monotonic() - started}
 
 
-CHILDREN = {"sync": child_sync, "naive": child_naive, "noop": child_noop, "incremental": child_incremental,
-            "plain-spark": child_plain_spark}
+CHILDREN = {
+    "sync": child_sync,
+    "naive": child_naive,
+    "noop": child_noop,
+    "incremental": child_incremental,
+    "plain-spark": child_plain_spark,
+}
 
 
 # -------------------------------------------------------------------------------------------------- parent
+
 
 class SandboxProcess:
     """The sandbox API in its own process (its data set is not the driver's memory), rate limit lifted."""
@@ -315,10 +361,25 @@ class SandboxProcess:
         self.ready.unlink(missing_ok=True)
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wootric_ingest.sandbox", "--port", "0", "--responses", str(self.responses),
-             "--end-users", str(max(self.responses // 5, 10)), "--declines", str(self.responses // 10),
-             "--ready-file", str(self.ready)],
-            cwd=REPO, env=_child_env(), stdout=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--port",
+                "0",
+                "--responses",
+                str(self.responses),
+                "--end-users",
+                str(max(self.responses // 5, 10)),
+                "--declines",
+                str(self.responses // 10),
+                "--ready-file",
+                str(self.ready),
+            ],
+            cwd=REPO,
+            env=_child_env(),
+            stdout=subprocess.DEVNULL,
+        )
         while not self.ready.exists():
             if self.process.poll() is not None:
                 raise RuntimeError(f"the sandbox exited with status {self.process.returncode}")
@@ -338,8 +399,9 @@ def _child_env() -> dict:
 
 def run_child(name: str, *args: str) -> dict:
     """Run one child process; its last stdout line is its JSON result (a failure is reported, not raised)."""
-    proc = subprocess.run([sys.executable, __file__, "--child", name, *args], cwd=REPO, env=_child_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", name, *args], cwd=REPO, env=_child_env(), capture_output=True, text=True
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         print(f"  {name} failed: {tail}", file=sys.stderr, flush=True)
@@ -348,15 +410,30 @@ def run_child(name: str, *args: str) -> dict:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal")) / 2**20
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = (
+        next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        / 2**20
+    )
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     from importlib.metadata import version
+
     load = os.getloadavg()[0]
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB; {java}; Python {platform.python_version()}, "
-            f"pyspark {version('pyspark')}, delta-spark {version('delta-spark')}; load average {load:.1f} at start")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB; {java}; Python {platform.python_version()}, "
+        f"pyspark {version('pyspark')}, delta-spark {version('delta-spark')}; load average {load:.1f} at start"
+    )
 
 
 def _total(result: dict, key: str, streams=("end_users", "responses", "declines")) -> float:
@@ -393,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"N={n}: {CHANGED:.0%} of responses changed; incremental run and full rewrite...", flush=True)
                     m["incremental"] = run_child("incremental", sandbox.url, root)
             shutil.rmtree(root, ignore_errors=True)
-            shutil.rmtree(_kept(root), ignore_errors=True)
+            shutil.rmtree(f"{root}-staged", ignore_errors=True)
         plain = run_child("plain-spark")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -404,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(sizes: tuple[int, ...], measured: dict[int, dict], plain: dict) -> str:
     """The table: one row per figure and size, ours beside the baseline and the target."""
-    lines = [f"| figure | N | ours | baseline | ours / baseline | target |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["| figure | N | ours | baseline | ours / baseline | target |", "|---|---:|---:|---:|---:|---|"]
 
     def row(figure: str, n, ours: str, base: str, ratio: str, target: str = "") -> None:
         lines.append(f"| {figure} | {n} | {ours} | {base} | {ratio} | {target} |")
@@ -422,48 +499,82 @@ def report(sizes: tuple[int, ...], measured: dict[int, dict], plain: dict) -> st
         rss_target = ""
         if n != first and ok(measured[first]["sync"]):
             growth = sync["rss_peak_mb"] - measured[first]["sync"]["rss_peak_mb"]
-            rss_target = f"{growth:+.0f} MB vs N={first:,}: {'met' if growth <= FLAT_RSS_MB else 'MISSED'} (≤ +{FLAT_RSS_MB})"
+            rss_target = (
+                f"{growth:+.0f} MB vs N={first:,}: {'met' if growth <= FLAT_RSS_MB else 'MISSED'} (≤ +{FLAT_RSS_MB})"
+            )
         base_rss = f"{naive['rss_peak_mb']:.0f} MB" if ok(naive) else f"failed: {naive['failed']}"
-        row("driver peak RSS (Python), full sync of 3 streams", f"{n:,}", f"{sync['rss_peak_mb']:.0f} MB", base_rss,
-            f"{sync['rss_peak_mb'] / naive['rss_peak_mb']:.2f}" if ok(naive) else "", rss_target)
-        row("JVM heap used, peak sampled / after GC", f"{n:,}",
+        row(
+            "driver peak RSS (Python), full sync of 3 streams",
+            f"{n:,}",
+            f"{sync['rss_peak_mb']:.0f} MB",
+            base_rss,
+            f"{sync['rss_peak_mb'] / naive['rss_peak_mb']:.2f}" if ok(naive) else "",
+            rss_target,
+        )
+        row(
+            "JVM heap used, peak sampled / after GC",
+            f"{n:,}",
             f"{sync['heap_peak_mb']:.0f} / {sync['heap_after_gc_mb']:.0f} MB",
             f"{naive['heap_peak_mb']:.0f} / {naive['heap_after_gc_mb']:.0f} MB" if ok(naive) else "",
             f"{sync['heap_peak_mb'] / naive['heap_peak_mb']:.2f}" if ok(naive) else "",
-            f"max heap {sync['heap_max_mb']:.0f} MB")
+            f"max heap {sync['heap_max_mb']:.0f} MB",
+        )
         responses = sync["streams"]["responses"]
         ours_rate = responses["rows"] / responses["land_s"]
         target = ""
         if n >= 1_000_000:
-            target = (f"{responses['land_s']:.0f} s: {'met' if responses['land_s'] <= TARGET_LAND_1M_S else 'MISSED'}"
-                      f" (≤ {TARGET_LAND_1M_S} s)")
+            target = (
+                f"{responses['land_s']:.0f} s: {'met' if responses['land_s'] <= TARGET_LAND_1M_S else 'MISSED'}"
+                f" (≤ {TARGET_LAND_1M_S} s)"
+            )
         if ok(naive):
             naive_rate = naive["streams"]["responses"]["records"] / naive["streams"]["responses"]["land_s"]
-            base, ratio = f"{naive_rate:,.0f} rows/s ({naive['streams']['responses']['land_s']:.1f} s)", \
-                f"{ours_rate / naive_rate:.2f}"
+            base, ratio = (
+                f"{naive_rate:,.0f} rows/s ({naive['streams']['responses']['land_s']:.1f} s)",
+                f"{ours_rate / naive_rate:.2f}",
+            )
         else:
             base, ratio = "", ""
-        row("landing responses: staged → committed Delta rows", f"{n:,}",
-            f"{ours_rate:,.0f} rows/s ({responses['land_s']:.1f} s)", base, ratio, target)
+        row(
+            "landing responses: staged → committed Delta rows",
+            f"{n:,}",
+            f"{ours_rate:,.0f} rows/s ({responses['land_s']:.1f} s)",
+            base,
+            ratio,
+            target,
+        )
         fetch = _total(sync, "fetch_s")
-        row("extraction of 3 streams to staging (sandbox, no rate limit)", f"{n:,}",
+        row(
+            "extraction of 3 streams to staging (sandbox, no rate limit)",
+            f"{n:,}",
             f"{_total(sync, 'records'):,.0f} records in {fetch:.1f} s, {_total(sync, 'requests'):,.0f} requests",
-            "", "", "")
+            "",
+            "",
+            "",
+        )
         noop = m["noop"]
         if ok(noop):
             worst = max(s["requests"] for s in noop["streams"].values())
             full = sync["spark_start_s"] + fetch + _total(sync, "land_s")
             modes = {s["mode"] for s in noop["streams"].values()}
             per_stream = (noop["wall_s"] - noop["spark_start_s"]) / len(noop["streams"])
-            row("no-op incremental run of 3 streams, wall with Spark start", f"{n:,}",
+            row(
+                "no-op incremental run of 3 streams, wall with Spark start",
+                f"{n:,}",
                 f"{noop['wall_s']:.1f} s = Spark start {noop['spark_start_s']:.1f} s + {per_stream:.1f} s per "
-                f"stream ({'/'.join(sorted(modes))})", f"{full:.1f} s (full sync)",
+                f"stream ({'/'.join(sorted(modes))})",
+                f"{full:.1f} s (full sync)",
                 f"{noop['wall_s'] / full:.2f}",
-                f"{'met' if noop['wall_s'] <= TARGET_NOOP_S else 'MISSED'} (≤ {TARGET_NOOP_S} s)")
-            row("no-op incremental run: API requests per stream (most)", f"{n:,}",
+                f"{'met' if noop['wall_s'] <= TARGET_NOOP_S else 'MISSED'} (≤ {TARGET_NOOP_S} s)",
+            )
+            row(
+                "no-op incremental run: API requests per stream (most)",
+                f"{n:,}",
                 ", ".join(f"{k} {v['requests']}" for k, v in noop["streams"].items()),
-                f"{_total(sync, 'requests'):,.0f} (full sync, all)", "",
-                f"{'met' if worst <= TARGET_NOOP_REQUESTS else 'MISSED'} (≤ {TARGET_NOOP_REQUESTS})")
+                f"{_total(sync, 'requests'):,.0f} (full sync, all)",
+                "",
+                f"{'met' if worst <= TARGET_NOOP_REQUESTS else 'MISSED'} (≤ {TARGET_NOOP_REQUESTS})",
+            )
         else:
             row("no-op incremental run", f"{n:,}", f"failed: {noop['failed']}", "", "")
         if "incremental" in m:
@@ -472,20 +583,28 @@ def report(sizes: tuple[int, ...], measured: dict[int, dict], plain: dict) -> st
                 r = inc["rewrite"]
                 for label, i in (("MERGE", inc["incremental"]), ("MERGE, deletion vectors on", inc["incremental_dv"])):
                     ratio = i["land_s"] / r["land_s"]
-                    row(f"incremental, {inc['changed']:,} responses changed ({label}) vs full rewrite", f"{n:,}",
+                    row(
+                        f"incremental, {inc['changed']:,} responses changed ({label}) vs full rewrite",
+                        f"{n:,}",
                         f"{i['land_s']:.1f} s: {i['records']:,} re-read, {i['updated']:,} updated, "
                         f"{i['files_rewritten']} of {i['files']} files rewritten ({i['rows_copied']:,} rows copied)",
-                        f"{r['land_s']:.1f} s ({r['rows']:,} rows)", f"{ratio:.2f}",
-                        f"{'met' if ratio <= TARGET_INCREMENTAL_RATIO else 'MISSED'} (≤ 0.33)")
+                        f"{r['land_s']:.1f} s ({r['rows']:,} rows)",
+                        f"{ratio:.2f}",
+                        f"{'met' if ratio <= TARGET_INCREMENTAL_RATIO else 'MISSED'} (≤ 0.33)",
+                    )
             else:
                 row("incremental vs rewrite", f"{n:,}", f"failed: {inc['failed']}", "", "")
-    starts = [m[k]["spark_start_s"] for m in measured.values() for k in ("sync", "naive", "noop")
-              if ok(m[k])]
+    starts = [m[k]["spark_start_s"] for m in measured.values() for k in ("sync", "naive", "noop") if ok(m[k])]
     if starts and ok(plain):
         median = statistics.median(starts)
-        row("Spark session start (local, Delta), median of runs", "", f"{median:.1f} s",
-            f"{plain['spark_start_s']:.1f} s (plain, no Delta)", f"{median / plain['spark_start_s']:.2f}",
-            "reported apart")
+        row(
+            "Spark session start (local, Delta), median of runs",
+            "",
+            f"{median:.1f} s",
+            f"{plain['spark_start_s']:.1f} s (plain, no Delta)",
+            f"{median / plain['spark_start_s']:.2f}",
+            "reported apart",
+        )
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ its attempts minus the pages one clean pass over the same planned windows needs 
 same data). Everything is seeded: the same seed gives the same data, faults and kill points (timing-dependent
 kill moments aside).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,28 @@ from pathlib import Path
 
 import requests
 
+from wootric_ingest.api import WootricClient
 from wootric_ingest.config import load_config
-from wootric_ingest.resume import RESUMED
+from wootric_ingest.lake.layout import Layout
+from wootric_ingest.run.resume import RESUMED
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric import WootricClient
 
 REPO = Path(__file__).resolve().parents[1]
-FAULT_KINDS = ("status_500", "status_503", "status_429", "status_429_no_headers", "timeout", "reset",
-               "truncated_json", "html_200", "error_envelope_200", "repeat_previous_page", "stop_mid_body",
-               "token_timeout", "expire_token")
+FAULT_KINDS = (
+    "status_500",
+    "status_503",
+    "status_429",
+    "status_429_no_headers",
+    "timeout",
+    "reset",
+    "truncated_json",
+    "html_200",
+    "error_envelope_200",
+    "repeat_previous_page",
+    "stop_mid_body",
+    "token_timeout",
+    "expire_token",
+)
 KILL_POINTS = ("extracting", "landing", "committed", "timed")
 ATTEMPT_TIMEOUT = 900.0
 
@@ -74,20 +88,27 @@ class Report:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
         kills = ", ".join(f"{k} {v}" for k, v in sorted(self.kills.items())) or "none"
         rows = [
-            ("runs", f"{self.runs} ({self.succeeded} succeeded, {sum(self.kills.values())} killed, "
-                     f"{self.failed} ended with a failed stream)"),
+            (
+                "runs",
+                f"{self.runs} ({self.succeeded} succeeded, {sum(self.kills.values())} killed, "
+                f"{self.failed} ended with a failed stream)",
+            ),
             ("faults injected", f"{sum(self.faults.values())} ({faults})"),
             ("kills", f"{sum(self.kills.values())} ({kills})"),
             ("resumes", f"{self.resumes} runs picked up an interrupted run's staging"),
             ("records served", str(self.records_served)),
-            ("records landed", f"{self.records_landed} rows in the tables at the end "
-                               f"(ground truth: {self.truth_records})"),
+            (
+                "records landed",
+                f"{self.records_landed} rows in the tables at the end (ground truth: {self.truth_records})",
+            ),
             ("lost", str(self.lost)),
             ("duplicates", str(self.duplicates)),
             ("stale rows", str(self.stale)),
             ("table checks", str(self.checks)),
-            ("requests wasted by resumes", f"{self.requests_wasted} list pages over {self.interrupted_syncs} "
-                                           f"interrupted syncs"),
+            (
+                "requests wasted by resumes",
+                f"{self.requests_wasted} list pages over {self.interrupted_syncs} interrupted syncs",
+            ),
             ("Spark starts", str(self.worker_starts)),
             ("wall time", f"{self.seconds / 60:.1f} min"),
         ]
@@ -96,16 +117,38 @@ class Report:
 
 
 class SandboxProcess:
-    """`python -m wootric_ingest.sandbox` on a free loopback port, with its admin endpoints."""
+    """`python -m sandbox` on a free loopback port, with its admin endpoints."""
 
     def __init__(self, workdir: Path, *, seed: int, end_users: int, responses: int, declines: int):
         ready = workdir / "sandbox.url"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wootric_ingest.sandbox", "--port", "0", "--ready-file", str(ready),
-             "--seed", str(seed), "--end-users", str(end_users), "--responses", str(responses),
-             "--declines", str(declines), "--rate-limit", "100000", "--rate-window", "2",
-             "--timeout-sleep", "1.5"],
-            cwd=REPO, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--seed",
+                str(seed),
+                "--end-users",
+                str(end_users),
+                "--responses",
+                str(responses),
+                "--declines",
+                str(declines),
+                "--rate-limit",
+                "100000",
+                "--rate-window",
+                "2",
+                "--timeout-sleep",
+                "1.5",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.process.stdout.readline()
         if not line.startswith("sandbox listening on http://127.0.0.1:"):
             self.close()
@@ -139,9 +182,16 @@ class Worker:
     def _spawn(self) -> subprocess.Popen:
         with open(self.workdir / "worker.log", "a") as stderr:
             env = {**self.env, "WOOTRIC_SPARK_SCRATCH": str(self.workdir / "spark" / str(self.starts))}
-            process = subprocess.Popen([sys.executable, "-m", "chaos.worker"], cwd=REPO, env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "chaos.worker"],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
+            )
         self.starts += 1
         return process
 
@@ -208,16 +258,17 @@ class Worker:
             self.kill()
 
 
-class Lakehouse:
+class ObservedLake:
     """What the chaos suite observes of the job's storage: staging files, table versions, rows."""
 
     def __init__(self, config, config_path: Path, worker: Worker):
         self.config, self.config_path, self.worker = config, config_path, worker
         self.root = Path(config.catalog.root)
-        self.tables = {s.stream: Path(s.table_path(config.catalog)) for s in config.streams}
+        layout = Layout(config.catalog)
+        self.tables = {s.name: Path(layout.table_path(s)) for s in config.streams}
 
     def progress_marks(self) -> dict[str, set[str]]:
-        staging = self.root / "_wootric_ingest" / "staging"
+        staging = Path(Layout(self.config.catalog).staging_root)
         return {
             "landing": {str(p) for p in staging.glob("*/*/_manifest.json")},
             "committed": {str(p) for t in self.tables.values() for p in (t / "_delta_log").glob("*.json")},
@@ -225,8 +276,10 @@ class Lakehouse:
 
     def rows(self) -> dict[str, list[tuple[str, str]]]:
         """Each stream table's (id, _raw) rows, read through the worker's Spark (a plain Delta read)."""
-        return {stream: [tuple(r) for r in rows] for stream, rows in
-                self.worker.ask({"rows": str(self.config_path)}).items()}
+        return {
+            stream: [tuple(r) for r in rows]
+            for stream, rows in self.worker.ask({"rows": str(self.config_path)}).items()
+        }
 
 
 def write_config(workdir: Path, sandbox: SandboxProcess) -> Path:
@@ -241,7 +294,7 @@ source:
     timeout_seconds: 3
   start_date: "2024-01-01T00:00:00Z"
   trigger: {{cron: "0 6 * * *", timezone: UTC}}
-catalog: {{root: "{workdir / 'lakehouse'}", table_prefix: wootric_}}
+catalog: {{root: "{workdir / "lakehouse"}", table_prefix: wootric_}}
 streams:
   end_users: {{layer: raw, folder: wootric, table: end_users, sync_type: INCREMENTAL}}
   responses: {{layer: raw, folder: wootric, table: responses, sync_type: INCREMENTAL}}
@@ -251,20 +304,38 @@ streams:
 
 
 class Chaos:
-    def __init__(self, workdir: Path, *, seed: int, kill_rate: float, kill_points: tuple[str, ...],
-                 faults_per_run: int, end_users: int, responses: int, declines: int, say=print):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        seed: int,
+        kill_rate: float,
+        kill_points: tuple[str, ...],
+        faults_per_run: int,
+        end_users: int,
+        responses: int,
+        declines: int,
+        say=print,
+    ):
         self.workdir, self.rng, self.kill_rate, self.faults_per_run, self.say = (
-            workdir, random.Random(seed), kill_rate, faults_per_run, say)
+            workdir,
+            random.Random(seed),
+            kill_rate,
+            faults_per_run,
+            say,
+        )
         self.kill_points = kill_points
-        self.sandbox = SandboxProcess(workdir, seed=seed, end_users=end_users, responses=responses,
-                                      declines=declines)
-        env = {**os.environ, "CHAOS_USERNAME": self.sandbox.credentials["username"],
-               "CHAOS_PASSWORD": self.sandbox.credentials["password"],
-               "PYTHONPATH": str(REPO)}
+        self.sandbox = SandboxProcess(workdir, seed=seed, end_users=end_users, responses=responses, declines=declines)
+        env = {
+            **os.environ,
+            "CHAOS_USERNAME": self.sandbox.credentials["username"],
+            "CHAOS_PASSWORD": self.sandbox.credentials["password"],
+            "PYTHONPATH": str(REPO),
+        }
         self.config_path = write_config(workdir, self.sandbox)
         self.config = load_config(self.config_path, environ=env)
         self.worker = Worker(workdir, env)
-        self.lakehouse = Lakehouse(self.config, self.config_path, self.worker)
+        self.lakehouse = ObservedLake(self.config, self.config_path, self.worker)
         self.report = Report()
         self.run_seconds: list[float] = []
 
@@ -320,8 +391,10 @@ class Chaos:
                 served = self._served()["pages_served"] - self._pages_at_start
                 self.report.requests_wasted += max(0, served - self._clean_pass_pages(self._windows))
         self._interrupted = self._interrupted or not ok
-        self.say(f"run {n:3d}: {outcome:18s} lost {self.report.lost}, duplicates {self.report.duplicates}, "
-                 f"stale {self.report.stale}")
+        self.say(
+            f"run {n:3d}: {outcome:18s} lost {self.report.lost}, duplicates {self.report.duplicates}, "
+            f"stale {self.report.stale}"
+        )
         return ok
 
     def _attempt(self, n: int, point: str | None) -> tuple[str, str]:
@@ -356,9 +429,13 @@ class Chaos:
     def _change_data(self) -> None:
         """Between syncs (never while one is interrupted): new records, edited end users, deleted declines."""
         rng = self.rng
-        for stream, action, n in (("end_users", "add", rng.randint(0, 5)), ("responses", "add", rng.randint(0, 20)),
-                                  ("declines", "add", rng.randint(0, 3)), ("end_users", "update", rng.randint(0, 8)),
-                                  ("declines", "delete", rng.randint(0, 2))):
+        for stream, action, n in (
+            ("end_users", "add", rng.randint(0, 5)),
+            ("responses", "add", rng.randint(0, 20)),
+            ("declines", "add", rng.randint(0, 3)),
+            ("end_users", "update", rng.randint(0, 8)),
+            ("declines", "delete", rng.randint(0, 2)),
+        ):
             if n:
                 self.sandbox.post("mutate", {"stream": stream, "action": action, "n": n})
 
@@ -403,15 +480,35 @@ class Chaos:
         return pages
 
 
-def run_chaos(workdir: Path, *, runs: int, seed: int, kill_rate: float = 0.5, kill_points: tuple[str, ...] = KILL_POINTS,
-              faults_per_run: int = 3, end_users: int = 120, responses: int = 300, declines: int = 40,
-              max_minutes: float | None = None, say=print) -> Report:
+def run_chaos(
+    workdir: Path,
+    *,
+    runs: int,
+    seed: int,
+    kill_rate: float = 0.5,
+    kill_points: tuple[str, ...] = KILL_POINTS,
+    faults_per_run: int = 3,
+    end_users: int = 120,
+    responses: int = 300,
+    declines: int = 40,
+    max_minutes: float | None = None,
+    say=print,
+) -> Report:
     unknown = set(kill_points) - set(KILL_POINTS)
     if unknown or not kill_points:
         raise ValueError(f"kill points must be some of {', '.join(KILL_POINTS)}")
     workdir.mkdir(parents=True, exist_ok=True)
-    chaos = Chaos(workdir, seed=seed, kill_rate=kill_rate, kill_points=tuple(kill_points),
-                  faults_per_run=faults_per_run, end_users=end_users, responses=responses, declines=declines, say=say)
+    chaos = Chaos(
+        workdir,
+        seed=seed,
+        kill_rate=kill_rate,
+        kill_points=tuple(kill_points),
+        faults_per_run=faults_per_run,
+        end_users=end_users,
+        responses=responses,
+        declines=declines,
+        say=say,
+    )
     try:
         deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
         return chaos.session(runs, deadline)

@@ -8,6 +8,7 @@ once Spark is up.
 - `{"plans": CONFIG}`: each stream's window as the job would plan it now; `{"stream": [since, until]}`.
 - `{"rows": CONFIG}`: each stream table's `id` and `_raw`, read plainly (not through the job's code).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,32 +19,35 @@ from datetime import datetime, timezone
 
 from wootric_ingest.cli import main
 from wootric_ingest.config import load_config
-from wootric_ingest.planning import RunOptions, plan_stream, table_properties
-from wootric_ingest.sink import DeltaSink
-from wootric_ingest.spark import get_spark
-from wootric_ingest.streams import STREAMS
+from wootric_ingest.lake.lakehouse import Lakehouse
+from wootric_ingest.lake.spark import get_spark
+from wootric_ingest.run.job import plans
+from wootric_ingest.run.planning import RunOptions
 
 
-def plans(config_path: str) -> dict[str, list[str]]:
-    config, spark, now = load_config(config_path), get_spark(), datetime.now(timezone.utc)
-    windows = {}
-    for sc in config.streams:
-        sink = DeltaSink(spark, sc.table_path(config.catalog), STREAMS[sc.stream], table_properties(config))
-        plan = plan_stream(config, sc, sink, RunOptions(), now)
-        windows[sc.stream] = [plan.since.isoformat(), plan.until.isoformat()]
-    return windows
+def windows(config_path: str) -> dict[str, list[str]]:
+    lakehouse = Lakehouse(load_config(config_path), get_spark())
+    return {
+        plan.stream.name: [plan.since.isoformat(), plan.until.isoformat()]
+        for plan in plans(lakehouse, RunOptions(), datetime.now(timezone.utc))
+    }
 
 
 def rows(config_path: str) -> dict[str, list[list[str]]]:
+    """Each stream table's (id, _raw), read plainly by path, not through the job's code."""
     from delta.tables import DeltaTable
 
     config, spark = load_config(config_path), get_spark()
+    lakehouse = Lakehouse(config, spark)
     tables = {}
     for sc in config.streams:
-        path = sc.table_path(config.catalog)
+        path = lakehouse.layout.table_path(sc)
         found = DeltaTable.isDeltaTable(spark, path)
-        tables[sc.stream] = ([[r["id"], r["_raw"]] for r in spark.read.format("delta").load(path)
-                              .select("id", "_raw").collect()] if found else [])
+        tables[sc.name] = (
+            [[r["id"], r["_raw"]] for r in spark.read.format("delta").load(path).select("id", "_raw").collect()]
+            if found
+            else []
+        )
     return tables
 
 
@@ -57,11 +61,14 @@ def serve() -> None:
     for line in sys.stdin:
         command = json.loads(line)
         if "run" in command:
-            with open(command["log"], "a", encoding="utf-8") as log, \
-                    contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            with (
+                open(command["log"], "a", encoding="utf-8") as log,
+                contextlib.redirect_stdout(log),
+                contextlib.redirect_stderr(log),
+            ):
                 answer = {"status": main(["run", "--config", command["run"], "--log-level", "INFO"])}
         elif "plans" in command:
-            answer = plans(command["plans"])
+            answer = windows(command["plans"])
         else:
             answer = rows(command["rows"])
         print(json.dumps(answer), file=protocol, flush=True)

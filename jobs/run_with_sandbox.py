@@ -3,12 +3,13 @@
 Starts the sandbox on a free loopback port, points the config's `${WOOTRIC_*}` variables at it, runs
 the same `main()` as every other entry point, and stops the sandbox.
 """
+
 import argparse
 import os
 import sys
 
+from sandbox import Sandbox, SandboxOptions
 from wootric_ingest.cli import main
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
 
 
 def run_with_sandbox(argv: list[str]) -> int:
@@ -19,12 +20,14 @@ def run_with_sandbox(argv: list[str]) -> int:
     parser.add_argument("--declines", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    options = SandboxOptions(end_users=args.end_users, responses=args.responses, declines=args.declines,
-                             seed=args.seed)
+    options = SandboxOptions(end_users=args.end_users, responses=args.responses, declines=args.declines, seed=args.seed)
     with Sandbox(options) as sandbox:
         print(f"sandbox Wootric API at {sandbox.base_url}")
-        os.environ.update(WOOTRIC_BASE_URL=sandbox.base_url, WOOTRIC_USERNAME=sandbox.credentials.username,
-                          WOOTRIC_PASSWORD=sandbox.credentials.password)
+        os.environ.update(
+            WOOTRIC_BASE_URL=sandbox.base_url,
+            WOOTRIC_USERNAME=sandbox.credentials.username,
+            WOOTRIC_PASSWORD=sandbox.credentials.password,
+        )
         return main(["run", "--config", args.config])
 
 

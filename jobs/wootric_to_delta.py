@@ -8,6 +8,7 @@
 
 Arguments are `wootric-ingest` arguments; without a command (`run`, `check`, `plan`, ...) it is `run`.
 """
+
 import sys
 
 from wootric_ingest.cli import COMMANDS, main

@@ -1,6 +1,7 @@
 """Bad records from the API: every one becomes a row (what does not fit a column is null, counted, and kept in
 `_raw`) or, when it cannot be keyed, a row of the `_rejected` table with the reason; none is lost, none stops
 the run, none lands twice."""
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.api import RetryPolicy, WootricClient
 from wootric_ingest.config import ApiConfig, Auth
-from wootric_ingest.rejects import RejectedRecords, split
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
-from wootric_ingest.shaping import STAGED_SCHEMA, shape
-from wootric_ingest.staging import StagingArea
+from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords, split
+from wootric_ingest.lake.shaping import STAGED_SCHEMA, shape
+from wootric_ingest.lake.staging import StagingArea
+from wootric_ingest.lake.storage import LocalStorage
+from wootric_ingest.lake.tables import Table
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric import RetryPolicy, WootricClient
+
+from conftest import table_path
 
 SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 UNTIL = datetime.now(timezone.utc) + timedelta(days=1)
@@ -81,8 +86,11 @@ def identity(record: dict) -> str:
 
 def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox):
     sb = hostile_sandbox
-    api = ApiConfig(base_url=sb.base_url, auth=Auth(username=sb.credentials.username,
-                                                    password=sb.credentials.password), max_concurrency=1)
+    api = ApiConfig(
+        base_url=sb.base_url,
+        auth=Auth(username=sb.credentials.username, password=sb.credentials.password),
+        max_concurrency=1,
+    )
     with WootricClient(api, retry=RetryPolicy(first_delay=0.01, give_up_after=10)) as client:
         client.authenticate()
         got = [r for batch in client.pages(STREAMS["responses"], SINCE, UNTIL) for r in batch.records]
@@ -92,6 +100,7 @@ def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox
 
 # ------------------------------------------------------------------------------- shaping: a row or a rejection
 
+
 def usable_id(record) -> str | None:
     """The key a record lands under, decided here in plain Python: a whole number or a non-blank string."""
     if not isinstance(record, dict):
@@ -100,19 +109,43 @@ def usable_id(record) -> str | None:
     if isinstance(rid, bool) or rid is None:
         return None
     if isinstance(rid, int):
-        return str(rid) if abs(rid) < 10 ** 38 else None  # beyond DECIMAL(38): not a number Spark keeps whole
+        return str(rid) if abs(rid) < 10**38 else None  # beyond DECIMAL(38): not a number Spark keeps whole
     if isinstance(rid, str):
         return rid if re.search(r"[^ \t\n\x0b\f\r]", rid) else None
     return None
 
 
-scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10 ** 45), max_value=10 ** 45)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-           | st.sampled_from(["ten", "", " ", "\u0000", "👍🏽", "2018-01-02 23:03:41 -0800", "yesterday"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-field_names = st.sampled_from(["id", "score", "text", "created_at", "updated_at", "tags", "notes", "end_user",
-                               "properties", "settings", "last_response", "completed", "external_created_at"])
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**45), max_value=10**45)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["ten", "", " ", "\u0000", "👍🏽", "2018-01-02 23:03:41 -0800", "yesterday"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    [
+        "id",
+        "score",
+        "text",
+        "created_at",
+        "updated_at",
+        "tags",
+        "notes",
+        "end_user",
+        "properties",
+        "settings",
+        "last_response",
+        "completed",
+        "external_created_at",
+    ]
+)
 records = st.dictionaries(field_names, json_values, max_size=8) | json_values
 
 
@@ -120,7 +153,7 @@ records = st.dictionaries(field_names, json_values, max_size=8) | json_values
 @given(batch=st.lists(records, min_size=1, max_size=6), stream=st.sampled_from(sorted(STREAMS)))
 def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, batch, stream):
     with tempfile.TemporaryDirectory() as root:
-        staging = StagingArea(root, "run-1", stream)
+        staging = StagingArea(LocalStorage(), f"{root}/run-1/{stream}", "run-1")
         staging.write(batch, fetched_at=1700000000.0)
         staging.flush()
         staged = spark.read.schema(STAGED_SCHEMA).json(staging.parts())
@@ -138,10 +171,10 @@ def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, b
 
 def test_a_lone_surrogate_from_the_api_is_staged_escaped_instead_of_failing_the_run(spark, tmp_path):
     record = json.loads('{"id": 5, "text": "half an emoji \\ud83d here"}')  # what requests makes of that JSON
-    staging = StagingArea(str(tmp_path), "run-1", "responses")
+    staging = StagingArea(LocalStorage(), f"{tmp_path}/run-1/responses", "run-1")
     staging.write([record])
     staging.flush()
-    row, = shape(spark.read.schema(STAGED_SCHEMA).json(staging.parts()), STREAMS["responses"], "r").collect()
+    (row,) = shape(spark.read.schema(STAGED_SCHEMA).json(staging.parts()), STREAMS["responses"], "r").collect()
     assert row["id"] == "5" and row["text"].startswith("half an emoji ") and row["text"].endswith(" here")
 
 
@@ -152,20 +185,46 @@ def shaped(spark, *records, stream="responses"):
 
 
 def test_each_reason_a_record_cannot_be_keyed_is_named(spark):
-    keyed, rejected = split(shaped(
-        spark, {"id": 1}, {"id": "R-7"}, {"id": "12"}, {"id": 123456789012345678901234567890},
-        {"text": "no id"}, {"id": None}, {"id": True}, {"id": {"a": 1}}, {"id": [1]}, {"id": 1.5}, {"id": " "},
-        "a string", [1, 2], None, 42))
+    keyed, rejected = split(
+        shaped(
+            spark,
+            {"id": 1},
+            {"id": "R-7"},
+            {"id": "12"},
+            {"id": 123456789012345678901234567890},
+            {"text": "no id"},
+            {"id": None},
+            {"id": True},
+            {"id": {"a": 1}},
+            {"id": [1]},
+            {"id": 1.5},
+            {"id": " "},
+            "a string",
+            [1, 2],
+            None,
+            42,
+        )
+    )
     assert sorted(r["_raw"] for r in keyed.collect()) == sorted(
-        ['{"id":1}', '{"id":"R-7"}', '{"id":"12"}', '{"id":123456789012345678901234567890}'])
+        ['{"id":1}', '{"id":"R-7"}', '{"id":"12"}', '{"id":123456789012345678901234567890}']
+    )
     assert [r["reason"] for r in rejected.collect()] == [
-        "no id", "no id", "the id is a boolean", "the id is an object", "the id is an array",
-        "the id is not a whole number of at most 38 digits", "the id is a blank string", "not a JSON object", "not a JSON object",
-        "not a JSON object", "not a JSON object"]
+        "no id",
+        "no id",
+        "the id is a boolean",
+        "the id is an object",
+        "the id is an array",
+        "the id is not a whole number of at most 38 digits",
+        "the id is a blank string",
+        "not a JSON object",
+        "not a JSON object",
+        "not a JSON object",
+        "not a JSON object",
+    ]
 
 
 def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetched(spark, tmp_path):
-    table = RejectedRecords(spark, str(tmp_path), {})
+    table = RejectedRecords(Table(spark, f"{tmp_path}/rejected", REJECTED_SCHEMA, {}))
     _, rejected = split(shaped(spark, {"text": "no id"}, {"id": True}, {"text": "no id"}))
     assert table.record("responses", "run-1", rejected) == 2
     _, again = split(shaped(spark, {"text": "no id"}, {"id": [3]}))
@@ -173,7 +232,7 @@ def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetch
     _, none = split(shaped(spark, {"id": 1}))
     assert table.record("responses", "run-3", none) == 0
 
-    rows = {r["record"]: r for r in spark.read.format("delta").load(table.path).collect()}
+    rows = {r["record"]: r for r in table.table.read().collect()}
     assert set(rows) == {'{"text":"no id"}', '{"id":true}', '{"id":[3]}'}
     assert (rows['{"text":"no id"}']["first_run_id"], rows['{"text":"no id"}']["last_run_id"]) == ("run-1", "run-2")
     assert (rows['{"id":true}']["first_run_id"], rows['{"id":true}']["last_run_id"]) == ("run-1", "run-1")
@@ -183,19 +242,19 @@ def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetch
 
 # --------------------------------------------------------------------------------------------- the whole job
 
+
 def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(spark, hostile_sandbox, make_config):
-    from wootric_ingest.job import run
-    from wootric_ingest.planning import RunOptions
+    from wootric_ingest.run.job import run
+    from wootric_ingest.run.planning import RunOptions
 
     sb = hostile_sandbox
     config = make_config(sb)
-    result, = run(config, spark, RunOptions(streams=("responses",)))
+    (result,) = run(config, spark, RunOptions(streams=("responses",)))
 
     assert result.status == "ok", result.error
     keyed = {usable_id(r): r for r in sb.truth if usable_id(r) is not None}
     unkeyed = [r for r in sb.truth if usable_id(r) is None]
-    rows = {r["id"]: r for r in spark.read.format("delta").load(config.stream("responses")
-                                                                .table_path(config.catalog)).collect()}
+    rows = {r["id"]: r for r in spark.read.format("delta").load(table_path(config, "responses")).collect()}
     assert set(rows) == set(keyed)
     for key, record in keyed.items():
         row = rows[key]
@@ -209,13 +268,14 @@ def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(sp
     assert any(r["text"] == ODD_TEXT for r in rows.values())
     assert any(r["id"].startswith("R-") for r in rows.values())
     assert result.type_mismatches["score"] == sum(1 for r in keyed.values() if r["score"] == "ten")
-    assert result.type_mismatches["updated_at"] == sum(1 for r in keyed.values()
-                                                       if r["updated_at"] == "the day after tomorrow")
+    assert result.type_mismatches["updated_at"] == sum(
+        1 for r in keyed.values() if r["updated_at"] == "the day after tomorrow"
+    )
 
     rejected = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/rejected").collect()
     assert sorted(identity(json.loads(r["record"])) for r in rejected) == sorted(map(identity, unkeyed))
     assert {r["reason"] for r in rejected} == {"no id", "the id is an object"}
     assert {r["stream"] for r in rejected} == {"responses"}
     assert result.records_rejected == len(unkeyed)
-    history, = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+    (history,) = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
     assert history["records_rejected"] == len(unkeyed) and history["status"] == "ok"

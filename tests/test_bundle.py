@@ -4,6 +4,7 @@ Checked: a python_wheel_task on the wheel `make dist` built, calling the wheel's
 point (the same `main()`), with `run --config` on the config the bundle uploads; the trigger as a Quartz
 cron in its time zone; and the configs that cannot work on a job cluster refused with the reason.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -17,22 +18,11 @@ from databricks.bundles.jobs import Job, PauseStatus
 
 from tests.conftest import config_dict
 from wootric_ingest import redaction
-from wootric_ingest.bundle import main as bundle_main
-from wootric_ingest.bundle import render
+from wootric_ingest.cli.bundle import main as bundle_main
+from wootric_ingest.cli.bundle import render
 from wootric_ingest.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """The wheel, built by `make dist` exactly as a user builds it."""
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(["make", "--no-print-directory", "dist", f"DIST={dist}"], cwd=REPO, check=True,
-                   capture_output=True, text=True)
-    wheels = list(dist.glob("wootric_ingest-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
 
 
 def wheel_metadata(wheel: Path) -> tuple[configparser.ConfigParser, list[str]]:
@@ -53,8 +43,10 @@ def write(tmp_path: Path, data: dict, name: str = "source.yaml") -> Path:
 
 def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_path, wheel):
     out = tmp_path / "bundle"
-    assert bundle_main(["--config", str(REPO / "conf/databricks.yaml"), "--dist", str(wheel.parent),
-                        "--out", str(out)]) == 0
+    assert (
+        bundle_main(["--config", str(REPO / "conf/databricks.yaml"), "--dist", str(wheel.parent), "--out", str(out)])
+        == 0
+    )
 
     definition = yaml.safe_load((out / "databricks.yml").read_text())
     assert definition["include"] == ["resources/*.yml"]
@@ -63,18 +55,21 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     assert definition["targets"]["prod"]["mode"] == "production"
     assert definition["variables"]["spark_version"]["default"].startswith("17.")
 
-    job_file, = (out / "resources").glob("*.yml")
-    resource, = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
+    (job_file,) = (out / "resources").glob("*.yml")
+    (resource,) = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
     job = Job.from_dict(resource)  # Databricks' own bundle model: an unknown or misplaced key is refused
-    assert (job.schedule.quartz_cron_expression, job.schedule.timezone_id, job.schedule.pause_status) == \
-        ("0 0 6 * * ?", "Europe/Lisbon", PauseStatus.UNPAUSED)
+    assert (job.schedule.quartz_cron_expression, job.schedule.timezone_id, job.schedule.pause_status) == (
+        "0 0 6 * * ?",
+        "Europe/Lisbon",
+        PauseStatus.UNPAUSED,
+    )
     assert job.max_concurrent_runs == 1
-    task, = job.tasks
+    (task,) = job.tasks
     assert task.python_wheel_task.package_name == "wootric_ingest"
     assert task.python_wheel_task.entry_point == "wootric-ingest"
     assert task.python_wheel_task.parameters == ["run", "--config", "${workspace.file_path}/conf/databricks.yaml"]
     assert task.notebook_task is None and task.spark_python_task is None
-    cluster, = job.job_clusters
+    (cluster,) = job.job_clusters
     assert cluster.job_cluster_key == task.job_cluster_key
     assert cluster.new_cluster.num_workers == 0
     assert resource["job_clusters"][0]["new_cluster"]["spark_version"] == "${var.spark_version}"
@@ -101,11 +96,15 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
 
 
 def test_a_weekday_trigger_becomes_quartz_with_day_names(tmp_path, wheel):
-    data = config_dict(source={"trigger": {"cron": "30 5 * * 1-5", "timezone": "America/Sao_Paulo"}},
-                       catalog={"root": "/Volumes/main/wootric/lakehouse"})
+    data = config_dict(
+        source={"trigger": {"cron": "30 5 * * 1-5", "timezone": "America/Sao_Paulo"}},
+        catalog={"root": "/Volumes/main/wootric/lakehouse"},
+    )
     data["source"]["api"]["auth"] = {"client_id": "nps-client", "client_secret": "{{secrets/wootric/client_secret}}"}
     render(write(tmp_path, data), wheel, tmp_path / "bundle")
-    resource, = yaml.safe_load((tmp_path / "bundle/resources/wootric_ingest.job.yml").read_text())["resources"]["jobs"].values()
+    (resource,) = yaml.safe_load((tmp_path / "bundle/resources/wootric_ingest.job.yml").read_text())["resources"][
+        "jobs"
+    ].values()
     schedule = Job.from_dict(resource).schedule
     assert (schedule.quartz_cron_expression, schedule.timezone_id) == ("0 30 5 ? * MON-FRI", "America/Sao_Paulo")
 
@@ -128,7 +127,8 @@ def test_configs_that_cannot_work_on_a_job_cluster_are_refused_with_every_reason
 
 
 def test_make_bundle_without_a_config_says_how_to_call_it():
-    result = subprocess.run(["make", "--no-print-directory", "-s", "bundle", "DIST=/nonexistent"], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "bundle", "DIST=/nonexistent"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" in result.stderr

@@ -1,14 +1,25 @@
 """A short, seeded chaos session: the real job in a worker process against the sandbox process, killed with
 SIGKILL mid-landing or right after a commit, with faults; the session ends with a run that succeeds, and
 nothing may be lost, duplicated or stale. `make chaos` runs the long version."""
+
 from __future__ import annotations
 
 from chaos.harness import run_chaos
 
 
 def test_a_short_chaos_session_loses_nothing_and_duplicates_nothing(tmp_path):
-    report = run_chaos(tmp_path / "chaos", runs=2, seed=5, kill_rate=1.0, kill_points=("landing", "committed"),
-                       faults_per_run=2, end_users=40, responses=120, declines=15, say=lambda line: None)
+    report = run_chaos(
+        tmp_path / "chaos",
+        runs=2,
+        seed=5,
+        kill_rate=1.0,
+        kill_points=("landing", "committed"),
+        faults_per_run=2,
+        end_users=40,
+        responses=120,
+        declines=15,
+        say=lambda line: None,
+    )
     print(report.table())
     assert sum(report.kills.values()) == 2
     assert report.succeeded >= 1 and report.resumes >= 1

@@ -1,4 +1,5 @@
 """The command line without Spark: help, usage errors, config errors, `check`, `discover`, Databricks secrets."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sandbox import Sandbox, SandboxOptions
 from tests.conftest import config_dict
 from wootric_ingest.cli import main
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
 from wootric_ingest.streams import STREAMS
 
 
@@ -27,11 +28,15 @@ def write_config(tmp_path: Path, data: dict) -> str:
     return str(path)
 
 
-def sandbox_config(tmp_path: Path, sandbox, *, password: str = "${WOOTRIC_PASSWORD}", base_url: str | None = None,
-                   **sections) -> str:
+def sandbox_config(
+    tmp_path: Path, sandbox, *, password: str = "${WOOTRIC_PASSWORD}", base_url: str | None = None, **sections
+) -> str:
     data = config_dict(**sections)
-    data["source"]["api"] = {"base_url": base_url or sandbox.base_url,
-                             "auth": {"username": sandbox.credentials.username, "password": password}}
+    data["source"]["api"] = {
+        "requests_per_minute": 6000,
+        "base_url": base_url or sandbox.base_url,
+        "auth": {"username": sandbox.credentials.username, "password": password},
+    }
     data["catalog"]["root"] = str(tmp_path / "lakehouse")
     return write_config(tmp_path, data)
 
@@ -146,8 +151,10 @@ def test_off_databricks_a_secret_reference_is_a_config_error(tmp_path, sandbox, 
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
     path = sandbox_config(tmp_path, sandbox, password="{{secrets/wootric/password}}")
     assert main(["check", "--config", path]) == 2
-    assert "{{secrets/wootric/password}} is a Databricks secret and can only be read on Databricks" in \
-        capsys.readouterr().err
+    assert (
+        "{{secrets/wootric/password}} is a Databricks secret and can only be read on Databricks"
+        in capsys.readouterr().err
+    )
 
 
 def test_streams_that_are_not_configured_are_refused(tmp_path, capsys):
@@ -156,7 +163,8 @@ def test_streams_that_are_not_configured_are_refused(tmp_path, capsys):
     path = write_config(tmp_path, data)
     assert main(["plan", "--config", path, "--streams", "responses,declines"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "wootric-ingest: --streams: declines is not a configured stream; configured: end_users, responses")
+        "wootric-ingest: --streams: declines is not a configured stream; configured: end_users, responses"
+    )
 
 
 def test_called_as_a_process_entry_point_a_failure_raises_system_exit(tmp_path, monkeypatch):
@@ -178,13 +186,17 @@ def test_discover_prints_every_stream_with_key_cursor_and_schema(capsys):
         assert entry["key_properties"] == ["id"]
         assert entry["replication_key"] == stream.cursor_field
         assert entry["cursor_filter"] == stream.cursor_filter
-        assert list(entry["schema"]["properties"]) == stream.table_schema.fieldNames()
+        assert list(entry["schema"]["properties"]) == [f.name for f in stream.table_fields]
     responses = catalog["streams"][1]["schema"]["properties"]
     assert responses["score"] == {"type": ["null", "integer"], "description": "Numeric score provided in the response"}
     assert responses["created_at"]["format"] == "date-time"
     assert responses["end_user"]["properties"]["email"] == {
-        "type": ["null", "string"], "description": "Email address of the responding user"}
+        "type": ["null", "string"],
+        "description": "Email address of the responding user",
+    }
     end_users = catalog["streams"][0]["schema"]["properties"]
     assert end_users["settings"]["properties"]["web_nps"]["type"] == ["null", "boolean"]
-    assert end_users["last_response"]["properties"]["survey"]["properties"]["channel"]["description"] == \
-        "Survey channel used"
+    assert (
+        end_users["last_response"]["properties"]["survey"]["properties"]["channel"]["description"]
+        == "Survey channel used"
+    )

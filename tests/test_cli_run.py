@@ -5,6 +5,7 @@ every stream (checked row by row against the sandbox) and prints its summary, an
 is incremental from the bookmarks the run left. The password must never appear: not in stdout, stderr
 or log records, not in a table's rows, commit metadata or properties, not in the run history.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from sandbox import Sandbox, SandboxOptions
 from tests.conftest import config_dict
 from wootric_ingest.cli import main
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
 
 STREAMS = ("end_users", "responses", "declines")
 
@@ -25,8 +26,11 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
         password = sandbox.credentials.password
         monkeypatch.setenv("WOOTRIC_PASSWORD", password)
         data = config_dict(catalog={"root": str(root), "table_prefix": "wootric_"})
-        data["source"]["api"] = {"base_url": sandbox.base_url,
-                                 "auth": {"username": sandbox.credentials.username, "password": "${WOOTRIC_PASSWORD}"}}
+        data["source"]["api"] = {
+            "requests_per_minute": 6000,
+            "base_url": sandbox.base_url,
+            "auth": {"username": sandbox.credentials.username, "password": "${WOOTRIC_PASSWORD}"},
+        }
         config = tmp_path / "source.yaml"
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         expected = {s: sorted(str(i) for i in sandbox.dataset.ids(s)) for s in STREAMS}
@@ -35,15 +39,22 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
         assert main(["run", "--config", str(config), "--dry-run"]) == 0
         dry = capsys.readouterr().out.splitlines()
         assert dry[-1] == "dry run: nothing fetched, nothing written"
-        assert [l for l in dry if l.startswith(STREAMS)] == [
+        assert [line for line in dry if line.startswith(STREAMS)] == [
             "end_users: FULL sync, first run: the table does not exist yet",
             "responses: FULL sync, first run: the table does not exist yet",
             "declines: FULL sync, sync type is FULL_TABLE",
         ]
-        assert f"  writes  {root}/raw/wootric/wootric_responses (one overwrite commit: the table becomes exactly " \
-               "what the API returns)" in dry
-        assert any(l.startswith("  table   delta.logRetentionDuration=interval 30 days, "
-                                "delta.deletedFileRetentionDuration=interval 30 days") for l in dry)
+        assert (
+            f"  writes  {root}/raw/wootric/wootric_responses (one overwrite commit: the table becomes exactly "
+            "what the API returns)" in dry
+        )
+        assert any(
+            line.startswith(
+                "  table   delta.logRetentionDuration=interval 30 days, "
+                "delta.deletedFileRetentionDuration=interval 30 days"
+            )
+            for line in dry
+        )
         assert sandbox.stats.snapshot()["requests"] == 0 and not root.exists()
 
         with caplog.at_level(logging.DEBUG, logger="wootric_ingest"):
@@ -56,8 +67,21 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
         forced = capsys.readouterr().out.splitlines()
 
     summary = ran.out.splitlines()
-    assert summary[0].split() == ["stream", "sync", "pages", "fetched", "inserted", "updated", "deleted", "table",
-                                  "rows", "requests", "seconds", "records/s", "status"]
+    assert summary[0].split() == [
+        "stream",
+        "sync",
+        "pages",
+        "fetched",
+        "inserted",
+        "updated",
+        "deleted",
+        "table",
+        "rows",
+        "requests",
+        "seconds",
+        "records/s",
+        "status",
+    ]
     for stream in STREAMS:
         row = next(line.split() for line in summary if line.startswith(stream + " "))
         n = str(len(expected[stream]))
@@ -70,11 +94,11 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
     for stream, table in tables.items():
         assert sorted(r["id"] for r in table.select("id").collect()) == expected[stream]
 
-    bookmark_lines = [l for l in planned if l.startswith(("end_users", "declines"))]
+    bookmark_lines = [line for line in planned if line.startswith(("end_users", "declines"))]
     assert bookmark_lines[0].startswith("end_users: INCREMENTAL sync, bookmark ")
     assert bookmark_lines[1] == "declines: FULL sync, sync type is FULL_TABLE"
-    assert not any(l.startswith("responses") for l in planned)
-    assert [l for l in forced if l.startswith(STREAMS)] == ["end_users: FULL sync, --full-sync was given"]
+    assert not any(line.startswith("responses") for line in planned)
+    assert [line for line in forced if line.startswith(STREAMS)] == ["end_users: FULL sync, --full-sync was given"]
 
     # The password is nowhere: output, logs, rows, commits, properties, run history.
     assert password not in ran.out + ran.err + logged + "\n".join(planned)
@@ -94,14 +118,17 @@ def test_a_run_whose_streams_fail_exits_1_naming_them(tmp_path: Path, spark, cap
     with Sandbox(SandboxOptions(end_users=10, responses=10, declines=5, seed=2)) as sandbox:
         monkeypatch.setenv("WOOTRIC_PASSWORD", sandbox.credentials.password)
         data = config_dict(catalog={"root": str(tmp_path / "lakehouse")})
-        data["source"]["api"] = {"base_url": f"{sandbox.base_url}/wrong-region",
-                                 "auth": {"username": sandbox.credentials.username, "password": "${WOOTRIC_PASSWORD}"}}
+        data["source"]["api"] = {
+            "requests_per_minute": 6000,
+            "base_url": f"{sandbox.base_url}/wrong-region",
+            "auth": {"username": sandbox.credentials.username, "password": "${WOOTRIC_PASSWORD}"},
+        }
         config = tmp_path / "source.yaml"
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         status = main(["run", "--config", str(config), "--log-level", "ERROR"])
     captured = capsys.readouterr()
     assert status == 1
     assert captured.err.splitlines()[-1] == "wootric-ingest: run failed for end_users, responses, declines"
-    failures = [l for l in captured.out.splitlines() if "; failed: " in l]
-    assert [l.split(":")[0] for l in failures] == list(STREAMS)
-    assert all("404" in l for l in failures)
+    failures = [line for line in captured.out.splitlines() if "; failed: " in line]
+    assert [line.split(":")[0] for line in failures] == list(STREAMS)
+    assert all("404" in line for line in failures)

@@ -1,4 +1,5 @@
 """The Wootric client against the sandbox over HTTP: nothing lost, nothing twice, at the rate-limit ceiling."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.api import ApiError, CredentialsRejected, CrowdedSecond, GaveUp, RetryPolicy, WootricClient
+from wootric_ingest.api.timestamps import unix_seconds
+from wootric_ingest.api.windows import merged
 from wootric_ingest.config import ApiConfig, Auth
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric import ApiError, CredentialsRejected, CrowdedSecond, GaveUp, RetryPolicy, WootricClient
-from wootric_ingest.wootric.timestamps import unix_seconds
-from wootric_ingest.wootric.windows import merged
 
 SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 FAST_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.1, give_up_after=30)
@@ -25,12 +26,24 @@ UNTIL = datetime.now(timezone.utc) + timedelta(days=1)  # past every record, eve
 WHOLE_RANGE = [(math.floor(SINCE.timestamp()), math.floor(UNTIL.timestamp()))]
 
 
-def client_for(sb: Sandbox, *, base_url: str | None = None, concurrency: int = 4, timeout: float = 5.0,
-               retry: RetryPolicy = FAST_RETRY, **auth) -> WootricClient:
+def client_for(
+    sb: Sandbox,
+    *,
+    base_url: str | None = None,
+    concurrency: int = 4,
+    timeout: float = 5.0,
+    retry: RetryPolicy = FAST_RETRY,
+    **auth,
+) -> WootricClient:
     c = sb.credentials
     auth = auth or {"username": c.username, "password": c.password}
-    api = ApiConfig(base_url=base_url or sb.base_url, auth=Auth(**auth), max_concurrency=concurrency,
-                    requests_per_minute=100, timeout_seconds=timeout)
+    api = ApiConfig(
+        base_url=base_url or sb.base_url,
+        auth=Auth(**auth),
+        max_concurrency=concurrency,
+        requests_per_minute=100,
+        timeout_seconds=timeout,
+    )
     return WootricClient(api, retry=retry)
 
 
@@ -46,8 +59,16 @@ def extract(client: WootricClient, stream=RESPONSES, done=(), since=SINCE):
 
 
 def test_twenty_thousand_responses_with_a_dense_hour_and_second_land_exactly_once_without_a_429():
-    options = SandboxOptions(end_users=2000, responses=20_000, declines=0, burst_hour=3000, burst_second=300,
-                             rate_limit=100, rate_window=1.0, latency=0.01)
+    options = SandboxOptions(
+        end_users=2000,
+        responses=20_000,
+        declines=0,
+        burst_hour=3000,
+        burst_second=300,
+        rate_limit=100,
+        rate_window=1.0,
+        latency=0.01,
+    )
     with Sandbox(options) as sb:
         client = client_for(sb, concurrency=8)
         ids, completed = extract(client)
@@ -67,8 +88,9 @@ def test_twenty_thousand_responses_with_a_dense_hour_and_second_land_exactly_onc
 
 
 def test_completed_ranges_cover_the_whole_range_and_done_ranges_are_not_fetched_again():
-    options = SandboxOptions(end_users=500, responses=4000, declines=0, rate_limit=100, rate_window=1.0,
-                             timestamp_forms="mixed")
+    options = SandboxOptions(
+        end_users=500, responses=4000, declines=0, rate_limit=100, rate_window=1.0, timestamp_forms="mixed"
+    )
     with Sandbox(options) as sb:
         first = client_for(sb)
         first.authenticate()
@@ -91,8 +113,7 @@ def test_completed_ranges_cover_the_whole_range_and_done_ranges_are_not_fetched_
                 completed.append(batch.completed)
         truth = {r["id"]: r for r in sb.dataset.records("responses")}
 
-    in_done = [r["id"] for r in fetched
-               if any(lo <= unix_seconds(r["created_at"]) <= hi for lo, hi in done)]
+    in_done = [r["id"] for r in fetched if any(lo <= unix_seconds(r["created_at"]) <= hi for lo, hi in done)]
     assert in_done == [], "records inside a done range were fetched again"
     assert seen | {r["id"] for r in fetched} == set(truth)
     assert merged(done + completed) == WHOLE_RANGE
@@ -110,8 +131,16 @@ def test_a_quiet_range_costs_one_request():
 
 
 def test_end_users_walked_by_updated_under_churn_lose_nothing_that_existed_throughout():
-    options = SandboxOptions(end_users=4000, responses=0, declines=0, churn=5, churn_deletes=True,
-                             churn_delete_every=2, rate_limit=100, rate_window=1.0)
+    options = SandboxOptions(
+        end_users=4000,
+        responses=0,
+        declines=0,
+        churn=5,
+        churn_deletes=True,
+        churn_delete_every=2,
+        rate_limit=100,
+        rate_window=1.0,
+    )
     with Sandbox(options) as sb:
         before = sb.dataset.ids("end_users")
         client = client_for(sb, concurrency=4)
@@ -126,8 +155,9 @@ def test_end_users_walked_by_updated_under_churn_lose_nothing_that_existed_throu
 
 
 def test_a_crowded_second_of_end_users_is_read_from_both_ends():
-    options = SandboxOptions(end_users=3000, responses=0, declines=0, burst_second=1600,
-                             rate_limit=100, rate_window=1.0)
+    options = SandboxOptions(
+        end_users=3000, responses=0, declines=0, burst_second=1600, rate_limit=100, rate_window=1.0
+    )
     with Sandbox(options) as sb:
         at = sb.dataset.burst_second_at
         in_second = {r["id"] for r in sb.dataset.records("end_users") if unix_seconds(r["updated_at"]) == at}
@@ -139,26 +169,39 @@ def test_a_crowded_second_of_end_users_is_read_from_both_ends():
 
 
 def test_more_than_1500_responses_in_one_second_is_reported_not_truncated():
-    options = SandboxOptions(end_users=2000, responses=1000, declines=0, burst_second=1600,
-                             rate_limit=100, rate_window=1.0)
+    options = SandboxOptions(
+        end_users=2000, responses=1000, declines=0, burst_second=1600, rate_limit=100, rate_window=1.0
+    )
     with Sandbox(options) as sb:
         client = client_for(sb)
         with pytest.raises(CrowdedSecond) as raised:
             extract(client)
         at = sb.dataset.burst_second_at
     error = raised.value
-    assert error.stream == "responses" and error.second == at and error.reached == 1500
+    assert error.stream_name == "responses" and error.second == at and error.reached == 1500
     assert "responses" in str(error) and str(at) in str(error)
 
 
 def test_a_429_storm_5xx_bursts_broken_bodies_and_an_expiring_token_lose_nothing():
-    options = SandboxOptions(end_users=500, responses=3000, declines=0, rate_limit=100, rate_window=1.0,
-                             timeout_sleep=5.0)
+    options = SandboxOptions(
+        end_users=500, responses=3000, declines=0, rate_limit=100, rate_window=1.0, timeout_sleep=5.0
+    )
     with Sandbox(options) as sb:
         faults = sb.faults
-        for kind, count in (("status_429", 3), ("status_503", 3), ("status_500", 2), ("timeout", 1), ("reset", 2),
-                            ("expire_token", 1), ("status_429_no_headers", 1), ("truncated_json", 1),
-                            ("html_200", 1), ("stop_mid_body", 1), ("error_envelope_200", 1), ("expire_token", 1)):
+        for kind, count in (
+            ("status_429", 3),
+            ("status_503", 3),
+            ("status_500", 2),
+            ("timeout", 1),
+            ("reset", 2),
+            ("expire_token", 1),
+            ("status_429_no_headers", 1),
+            ("truncated_json", 1),
+            ("html_200", 1),
+            ("stop_mid_body", 1),
+            ("error_envelope_200", 1),
+            ("expire_token", 1),
+        ):
             faults.script(kind, count)
         faults.script("token_timeout", 1)
         client = client_for(sb, timeout=0.5)
@@ -175,8 +218,7 @@ def test_a_429_storm_5xx_bursts_broken_bodies_and_an_expiring_token_lose_nothing
 
 
 def test_tokens_are_renewed_before_they_expire():
-    options = SandboxOptions(end_users=500, responses=3000, declines=0, rate_limit=20, rate_window=1.0,
-                             token_ttl=2)
+    options = SandboxOptions(end_users=500, responses=3000, declines=0, rate_limit=20, rate_window=1.0, token_ttl=2)
     with Sandbox(options) as sb:
         client = client_for(sb)
         ids, _ = extract(client)
@@ -212,8 +254,9 @@ def test_the_configured_give_up_time_bounds_how_long_a_failing_request_is_retrie
     with Sandbox(SandboxOptions(end_users=50, responses=100, declines=0)) as sb:
         sb.faults.script("status_503", 1000)
         c = sb.credentials
-        api = ApiConfig(base_url=sb.base_url, auth=Auth(username=c.username, password=c.password),
-                        retry_give_up_seconds=1)
+        api = ApiConfig(
+            base_url=sb.base_url, auth=Auth(username=c.username, password=c.password), retry_give_up_seconds=1
+        )
         started = time.monotonic()
         with pytest.raises(GaveUp, match=r"GET /v1/responses kept failing"):
             extract(WootricClient(api))
@@ -234,8 +277,11 @@ def test_a_4xx_fails_at_once_with_the_apis_message():
 def test_bad_credentials_are_rejected_at_once_without_the_secret(status, grant, caplog):
     with Sandbox(SandboxOptions(end_users=10, responses=10, declines=0, bad_credentials_status=status)) as sb:
         secret = "not-the-right-secret-x9"
-        auth = ({"username": "demo@example.com", "password": secret} if grant == "password"
-                else {"client_id": sb.credentials.client_id, "client_secret": secret})
+        auth = (
+            {"username": "demo@example.com", "password": secret}
+            if grant == "password"
+            else {"client_id": sb.credentials.client_id, "client_secret": secret}
+        )
         client = client_for(sb, **auth)
         caplog.set_level(logging.DEBUG)
         with pytest.raises(CredentialsRejected) as raised:
@@ -268,8 +314,7 @@ def test_an_eu_account_is_served_under_api_v1():
 
 
 def test_slow_pages_are_fetched_in_parallel_at_the_ceiling():
-    options = SandboxOptions(end_users=500, responses=10_000, declines=0, rate_limit=100, rate_window=2.0,
-                             latency=0.25)
+    options = SandboxOptions(end_users=500, responses=10_000, declines=0, rate_limit=100, rate_window=2.0, latency=0.25)
     with Sandbox(options) as sb:
         client = client_for(sb, concurrency=24)
         started = time.monotonic()

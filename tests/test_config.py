@@ -1,4 +1,5 @@
 """Config validation: each mistake a user can make is named by its key, with what is allowed instead."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -9,6 +10,8 @@ import pytest
 from tests.conftest import config_dict
 from wootric_ingest import redaction
 from wootric_ingest.config import ConfigError, SyncType, load_config, parse_config
+
+from conftest import table_path
 
 
 def problems(data, **kwargs) -> list[str]:
@@ -49,8 +52,8 @@ def test_a_valid_file_becomes_a_typed_config_with_defaults(tmp_path: Path):
     responses, declines = config.streams
     assert (responses.table, responses.sync_type, responses.lookback_days) == ("responses", SyncType.INCREMENTAL, 30)
     assert declines.sync_type is SyncType.FULL_TABLE
-    assert responses.table_path(config.catalog) == f"{Path.cwd() / 'lake'}/raw/wootric/wootric_responses"
-    assert declines.table_path(config.catalog) == f"{Path.cwd() / 'lake'}/raw/wootric_nps_declines"
+    assert table_path(config, "responses") == f"{Path.cwd() / 'lake'}/raw/wootric/wootric_responses"
+    assert table_path(config, "declines") == f"{Path.cwd() / 'lake'}/raw/wootric_nps_declines"
 
 
 def test_a_description_over_140_characters_is_refused():
@@ -61,7 +64,8 @@ def test_a_description_over_140_characters_is_refused():
 def test_a_misspelt_key_is_named_with_a_suggestion_and_the_allowed_keys():
     assert problems(with_stream("end_users", sync_typ="FULL_TABLE")) == [
         "streams.end_users.sync_typ: unknown key (did you mean 'sync_type'?); "
-        "allowed: folder, layer, lookback_days, sync_type, table"]
+        "allowed: folder, layer, lookback_days, sync_type, table"
+    ]
     data = config_dict()
     data["stream"] = data.pop("streams")
     assert "stream: unknown key (did you mean 'streams'?); allowed: catalog, source, streams" in problems(data)
@@ -69,7 +73,8 @@ def test_a_misspelt_key_is_named_with_a_suggestion_and_the_allowed_keys():
 
 def test_a_sync_type_other_than_incremental_or_full_table_is_refused():
     assert problems(with_stream("end_users", sync_type="FULL")) == [
-        "streams.end_users.sync_type: 'FULL' is not a sync type; use INCREMENTAL or FULL_TABLE"]
+        "streams.end_users.sync_type: 'FULL' is not a sync type; use INCREMENTAL or FULL_TABLE"
+    ]
 
 
 def test_a_stream_that_does_not_exist_is_refused_with_the_available_ones():
@@ -82,14 +87,18 @@ def test_a_stream_that_does_not_exist_is_refused_with_the_available_ones():
     ]
 
 
-@pytest.mark.parametrize("auth, expected", [
-    ({"username": "u", "password": "p", "client_id": "c", "client_secret": "s"},
-     "source.api.auth: give either username + password or client_id + client_secret, not both"),
-    ({"account_token": "NPS-1234"},
-     "source.api.auth: give username + password (or client_id + client_secret)"),
-    ({"username": "u"}, "source.api.auth.password: is required with username"),
-    ({"client_secret": "s"}, "source.api.auth.client_id: is required with client_secret"),
-])
+@pytest.mark.parametrize(
+    "auth, expected",
+    [
+        (
+            {"username": "u", "password": "p", "client_id": "c", "client_secret": "s"},
+            "source.api.auth: give either username + password or client_id + client_secret, not both",
+        ),
+        ({"account_token": "NPS-1234"}, "source.api.auth: give username + password (or client_id + client_secret)"),
+        ({"username": "u"}, "source.api.auth.password: is required with username"),
+        ({"client_secret": "s"}, "source.api.auth.client_id: is required with client_secret"),
+    ],
+)
 def test_credentials_need_exactly_one_complete_pair(auth, expected):
     data = config_dict()
     data["source"]["api"]["auth"] = auth
@@ -107,7 +116,8 @@ def test_an_unset_environment_variable_is_named():
     data = config_dict()
     data["source"]["api"]["auth"] = {"username": "${WOOTRIC_USER}", "password": "${WOOTRIC_PASSWORD}"}
     assert problems(data, environ={"WOOTRIC_USER": "ana"}) == [
-        "source.api.auth.password: environment variable WOOTRIC_PASSWORD is not set (export it, or write the value)"]
+        "source.api.auth.password: environment variable WOOTRIC_PASSWORD is not set (export it, or write the value)"
+    ]
 
 
 def test_a_databricks_secret_reference_off_databricks_says_where_it_works():
@@ -115,7 +125,8 @@ def test_a_databricks_secret_reference_off_databricks_says_where_it_works():
     data["source"]["api"]["auth"]["password"] = "{{secrets/wootric/password}}"
     assert problems(data) == [
         "source.api.auth.password: {{secrets/wootric/password}} is a Databricks secret and can only be read on "
-        "Databricks; use ${ENV_VAR} elsewhere"]
+        "Databricks; use ${ENV_VAR} elsewhere"
+    ]
 
 
 def test_a_databricks_secret_is_read_through_the_secret_reader_and_registered_for_redaction():
@@ -143,7 +154,8 @@ def test_a_secret_the_scope_does_not_hold_is_reported_with_its_reference():
 
     assert problems(data, secret_reader=reader) == [
         "source.api.auth.password: cannot read the Databricks secret {{secrets/wootric/pasword}}: "
-        "Secret does not exist with scope: wootric and key: pasword"]
+        "Secret does not exist with scope: wootric and key: pasword"
+    ]
 
 
 def test_an_environment_secret_is_registered_for_redaction_and_kept_out_of_repr():
@@ -156,12 +168,17 @@ def test_an_environment_secret_is_registered_for_redaction_and_kept_out_of_repr(
 
 def test_an_unparseable_start_date_is_refused_with_an_example():
     assert problems(config_dict(source={"start_date": "01/02/2024"})) == [
-        "source.start_date: '01/02/2024' is not an ISO-8601 date, e.g. 2024-01-01T00:00:00Z"]
+        "source.start_date: '01/02/2024' is not an ISO-8601 date, e.g. 2024-01-01T00:00:00Z"
+    ]
 
 
 def test_a_cron_and_a_time_zone_that_do_not_parse_are_both_reported():
-    data = config_dict(source={"trigger": {"cron": "0 6 * *", "timezone": "Mars/Olympus"},
-                               "additional_full_sync": {"cron": "0 25 * * 0"}})
+    data = config_dict(
+        source={
+            "trigger": {"cron": "0 6 * *", "timezone": "Mars/Olympus"},
+            "additional_full_sync": {"cron": "0 25 * * 0"},
+        }
+    )
     assert problems(data) == [
         "source.trigger.timezone: 'Mars/Olympus' is not an IANA time zone (e.g. UTC, Europe/Lisbon, America/Sao_Paulo)",
         "source.trigger.cron: '0 6 * *' has 4 fields; expected 5: minute hour day-of-month month day-of-week; "
@@ -180,7 +197,8 @@ def test_a_trigger_is_required():
 @pytest.mark.parametrize("days", [0, -7, "30", 1.5, True])
 def test_retention_days_must_be_a_positive_whole_number(days):
     assert problems(config_dict(source={"delta_log_retention_days": days})) == [
-        f"source.delta_log_retention_days: must be a positive whole number, got {days!r}"]
+        f"source.delta_log_retention_days: must be a positive whole number, got {days!r}"
+    ]
 
 
 def test_how_long_a_failing_request_is_retried_defaults_to_15_minutes():
@@ -199,44 +217,52 @@ def test_the_retry_give_up_time_must_be_a_positive_whole_number(seconds):
 
 def test_a_negative_look_back_is_refused():
     assert problems(with_stream("responses", lookback_days=-1)) == [
-        "streams.responses.lookback_days: must be a whole number >= 0, got -1"]
+        "streams.responses.lookback_days: must be a whole number >= 0, got -1"
+    ]
 
 
-@pytest.mark.parametrize("key, value", [
-    ("layer", "../x"),
-    ("layer", "raw/../../etc"),
-    ("folder", "my folder"),
-    ("table", "x'; DROP TABLE users; --"),
-    ("table", "`responses`"),
-    ("table", '"responses"'),
-    ("table", "2024_responses"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("layer", "../x"),
+        ("layer", "raw/../../etc"),
+        ("folder", "my folder"),
+        ("table", "x'; DROP TABLE users; --"),
+        ("table", "`responses`"),
+        ("table", '"responses"'),
+        ("table", "2024_responses"),
+    ],
+)
 def test_layer_folder_and_table_names_must_be_safe_identifiers(key, value):
     assert problems(with_stream("responses", **{key: value})) == [
         f"streams.responses.{key}: {value!r} is not a safe name: use letters, digits and underscores, "
-        "not starting with a digit (e.g. raw, wootric, end_users)"]
+        "not starting with a digit (e.g. raw, wootric, end_users)"
+    ]
 
 
 @pytest.mark.parametrize("prefix", ["wootric-", "../", "a b_", "`x`_", "1_"])
 def test_the_table_prefix_must_be_a_safe_identifier(prefix):
     assert problems(config_dict(catalog={"table_prefix": prefix})) == [
         f"catalog.table_prefix: {prefix!r} is not a safe name: use letters, digits and underscores, "
-        "not starting with a digit (e.g. raw, wootric, end_users)"]
+        "not starting with a digit (e.g. raw, wootric, end_users)"
+    ]
 
 
 def test_the_catalog_root_refuses_traversal_and_quotes():
     assert problems(config_dict(catalog={"root": "/data/../../etc"})) == [
-        "catalog.root: must not contain '..' segments"]
+        "catalog.root: must not contain '..' segments"
+    ]
     assert problems(config_dict(catalog={"root": "/data/lake'; --"})) == [
-        "catalog.root: must not contain quotes, backticks, semicolons or control characters"]
+        "catalog.root: must not contain quotes, backticks, semicolons or control characters"
+    ]
 
 
 def test_two_streams_writing_the_same_table_are_refused():
     data = config_dict()
     data["streams"]["declines"].update(table="responses")
-    problem, = problems(data)
+    (problem,) = problems(data)
     assert problem.startswith("streams.declines.table: writes the same table as streams.responses (")
-    assert problem.endswith("/raw/wootric/wootric_responses)")
+    assert problem.endswith("(raw/wootric/wootric_responses under the root)")
 
 
 def test_every_problem_of_a_file_is_reported_together(tmp_path: Path):
@@ -258,9 +284,15 @@ def test_every_problem_of_a_file_is_reported_together(tmp_path: Path):
         load_config(path, environ={})
     keys = [p.split(":")[0] for p in caught.value.problems]
     assert keys == [
-        "source.description", "source.api.auth.password", "source.start_date", "source.trigger.timezone",
-        "source.delta_log_retention_days", "streams.end_users.sync_typ", "streams.responses.sync_type",
-        "streams.responses.layer", "streams.surveys",
+        "source.description",
+        "source.api.auth.password",
+        "source.start_date",
+        "source.trigger.timezone",
+        "source.delta_log_retention_days",
+        "streams.end_users.sync_typ",
+        "streams.responses.sync_type",
+        "streams.responses.layer",
+        "streams.surveys",
     ]
     assert str(caught.value).startswith(f"{path} has 9 problem(s):\n  - source.description: is 150 characters")
 
@@ -275,4 +307,5 @@ def test_a_missing_or_malformed_file_is_a_config_error(tmp_path: Path):
         load_config(bad)
     assert caught.value.problems == [
         "is not valid YAML at line 2, column 42: expected ',' or '}', but got '{'; "
-        "quote values that contain ${...} or {{...}}"]
+        "quote values that contain ${...} or {{...}}"
+    ]

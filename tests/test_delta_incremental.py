@@ -3,6 +3,7 @@ a replayed run commits nothing, and a scheduled full sync removes deleted record
 
 "Exactly" is checked on `_raw`: every table holds each source record once, as the API renders it now.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -13,13 +14,15 @@ import deltalake
 import pytest
 from delta.tables import DeltaTable
 
-from test_sink import assert_delta_rs_reads_the_same_rows
-from wootric_ingest.job import run
-from wootric_ingest.planning import RunOptions
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
-from wootric_ingest.sandbox.data import DEFAULT_END
+from sandbox import Sandbox, SandboxOptions
+from sandbox.data import DEFAULT_END
+from wootric_ingest.lake.tables import decode
+from wootric_ingest.run.job import run
+from wootric_ingest.run.planning import RunOptions
 from wootric_ingest.schedule import Cron
-from wootric_ingest.sink import decode
+
+from conftest import table_path
+from test_sink import assert_delta_rs_reads_the_same_rows
 
 STREAMS = ("end_users", "responses", "declines")
 
@@ -39,26 +42,29 @@ def source(sandbox, stream: str) -> dict[str, dict]:
 
 
 def landed(spark, config, stream: str) -> dict[str, dict]:
-    rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+    rows = spark.read.format("delta").load(table_path(config, stream)).collect()
     assert len(rows) == len({r["id"] for r in rows}), "a record landed twice"
     return {r["id"]: json.loads(r["_raw"]) for r in rows}
 
 
 def version(spark, config, stream: str) -> int:
-    path = config.stream(stream).table_path(config.catalog)
+    path = table_path(config, stream)
     return DeltaTable.forPath(spark, path).history(1).first()["version"]
 
 
 def changed(before: dict[str, dict], after: dict[str, dict]) -> tuple[int, int, int]:
     """(inserted, updated, deleted) between two states of the source."""
-    return (len(after.keys() - before.keys()), sum(1 for i in after.keys() & before.keys() if after[i] != before[i]),
-            len(before.keys() - after.keys()))
+    return (
+        len(after.keys() - before.keys()),
+        sum(1 for i in after.keys() & before.keys() if after[i] != before[i]),
+        len(before.keys() - after.keys()),
+    )
 
 
 def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing(spark, sandbox, make_config):
     config = make_config(sandbox)
     late = sandbox.dataset.add("responses", n=3, at=DEFAULT_END - 5 * 86400)  # recent enough for the look-back
-    first = {r.stream: r for r in run(config, spark)}
+    first = {r.stream_name: r for r in run(config, spark)}
     assert {s: (r.mode, r.status) for s, r in first.items()} == {s: ("FULL", "ok") for s in STREAMS}
     for stream in STREAMS:
         assert landed(spark, config, stream) == source(sandbox, stream)
@@ -73,26 +79,31 @@ def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing
     sandbox.dataset.add("declines", n=2)
     sandbox.dataset.delete("declines", n=1)
 
-    second = {r.stream: r for r in run(config, spark, RunOptions(run_id="nightly-2"))}
-    assert {s: r.mode for s, r in second.items()} == {"end_users": "INCREMENTAL", "responses": "INCREMENTAL",
-                                                      "declines": "FULL"}
+    second = {r.stream_name: r for r in run(config, spark, RunOptions(run_id="nightly-2"))}
+    assert {s: r.mode for s, r in second.items()} == {
+        "end_users": "INCREMENTAL",
+        "responses": "INCREMENTAL",
+        "declines": "FULL",
+    }
     assert second["end_users"].records_fetched < len(before["end_users"]), "an incremental run re-read everything"
     for stream in STREAMS:
         now = source(sandbox, stream)
         assert landed(spark, config, stream) == now
-        assert (second[stream].rows_inserted, second[stream].rows_updated,
-                second[stream].rows_deleted) == changed(before[stream], now), stream
+        assert (second[stream].rows_inserted, second[stream].rows_updated, second[stream].rows_deleted) == changed(
+            before[stream], now
+        ), stream
         # Plain Delta that any reader opens: no reader features, and delta-rs sees the same rows.
-        path = config.stream(stream).table_path(config.catalog)
+        path = table_path(config, stream)
         assert deltalake.DeltaTable(path).protocol().min_reader_version == 1
         assert_delta_rs_reads_the_same_rows(spark, path)
 
     # The run is retried after a crash that followed its commits: nothing is committed again.
     versions = {stream: version(spark, config, stream) for stream in STREAMS}
-    replay = {r.stream: r for r in run(config, spark, RunOptions(run_id="nightly-2"))}
+    replay = {r.stream_name: r for r in run(config, spark, RunOptions(run_id="nightly-2"))}
     assert {stream: version(spark, config, stream) for stream in STREAMS} == versions
     assert {s: (r.table_version, r.rows_inserted, r.rows_updated, r.rows_deleted) for s, r in replay.items()} == {
-        s: (r.table_version, r.rows_inserted, r.rows_updated, r.rows_deleted) for s, r in second.items()}
+        s: (r.table_version, r.rows_inserted, r.rows_updated, r.rows_deleted) for s, r in second.items()
+    }
     runs = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs")
     assert runs.where("run_id = 'nightly-2'").count() == len(STREAMS)
 
@@ -109,15 +120,18 @@ def test_a_scheduled_full_sync_removes_deleted_records_in_one_commit(spark, sand
     assert quiet.mode == "INCREMENTAL"
     assert {str(i) for i in gone} <= landed(spark, config, "end_users").keys(), "an incremental sync deleted"
 
-    path = config.stream("end_users").table_path(config.catalog)
+    path = table_path(config, "end_users")
     before = version(spark, config, "end_users")
     due = run(config, spark, only, now=fired + timedelta(days=1, minutes=1))[0]
 
     assert due.mode == "FULL" and due.reason.startswith("additional full sync due: '0 3 * * *' (America/New_York)")
     assert landed(spark, config, "end_users") == source(sandbox, "end_users")
     assert due.rows_deleted == len(gone)
-    commits = [c for c in DeltaTable.forPath(spark, path).history().collect()
-               if c["version"] > before and not c["operation"].startswith("VACUUM")]
+    commits = [
+        c
+        for c in DeltaTable.forPath(spark, path).history().collect()
+        if c["version"] > before and not c["operation"].startswith("VACUUM")
+    ]
     assert [(c["operation"], decode(c["userMetadata"])["sync"]) for c in commits] == [("WRITE", "FULL")]
     after = run(config, spark, only, now=fired + timedelta(days=1, hours=2))[0]
     assert after.mode == "INCREMENTAL"

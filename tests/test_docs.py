@@ -1,21 +1,22 @@
 """The README and `docs` cannot drift from the code: the tables section is `docs` output, every config key
 is in the reference table, and the first commands are the two a new user runs."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from wootric_ingest import docs
-from wootric_ingest.cli import main
+from wootric_ingest.cli import docs, main
 from wootric_ingest.config import _KEYS
-from wootric_ingest.streams import STREAMS
+from wootric_ingest.streams import STREAMS, leaves
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_readme_tables_section_is_exactly_the_docs_output():
-    assert docs.readme_section(README) == docs.markdown(), \
-        "README.md is stale: regenerate it with `python -m wootric_ingest.docs README.md`"
+    assert docs.readme_section(README) == docs.markdown(), (
+        "README.md is stale: regenerate it with `python -m wootric_ingest.cli.docs README.md`"
+    )
 
 
 def test_docs_prints_the_reference_generated_from_the_stream_schemas(capsys):
@@ -29,17 +30,25 @@ def test_docs_prints_the_reference_generated_from_the_stream_schemas(capsys):
     for name, stream in STREAMS.items():
         section = out.split(f"### `{name}`", 1)[1].split("###", 1)[0]
         rows = re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
-        assert rows == [field for field, _ in docs._leaves(stream.schema)]
+        assert rows == [field for field, _ in leaves(stream.fields)]
         assert f"cursor `{stream.cursor_field}`" in section
 
 
 def config_leaf_keys() -> set[str]:
     """Every key a user can write, spelt as the README spells it, from the validator's own key lists."""
-    prefixes = {"": [""], "schedule": ["source.trigger.", "source.additional_full_sync."],
-                "stream": ["streams.<stream>."]}
+    prefixes = {
+        "": [""],
+        "schedule": ["source.trigger.", "source.additional_full_sync."],
+        "stream": ["streams.<stream>."],
+    }
     sections = set(_KEYS) | {"source.trigger", "source.additional_full_sync", "streams"}
-    return {prefix + key for section, keys in _KEYS.items() for prefix in prefixes.get(section, [f"{section}."])
-            for key in keys if prefix + key not in sections}
+    return {
+        prefix + key
+        for section, keys in _KEYS.items()
+        for prefix in prefixes.get(section, [f"{section}."])
+        for key in keys
+        if prefix + key not in sections
+    }
 
 
 def test_every_config_key_is_in_the_readme_reference_table():

@@ -3,6 +3,7 @@
 The expected rows are computed here, independently of the job's Spark shaping, from the sandbox's
 ground truth: if the job drops, duplicates or mis-converts anything, a row differs.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,38 +12,78 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from wootric_ingest.job import run
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.run.job import run
+
+from conftest import table_path
 
 #: The product page's field tables, typed out by hand: the tables must have exactly these columns.
 SEED_FIELDS = {
     "end_users": {
-        "id": "string", "email": "string", "external_id": "string", "phone_number": "string",
-        "created_at": "string", "updated_at": "string", "last_surveyed": "string",
-        "external_created_at": "string", "last_seen_at": "string",
-        "properties.name": "string", "properties.role": "string", "properties.domain": "string",
+        "id": "string",
+        "email": "string",
+        "external_id": "string",
+        "phone_number": "string",
+        "created_at": "string",
+        "updated_at": "string",
+        "last_surveyed": "string",
+        "external_created_at": "string",
+        "last_seen_at": "string",
+        "properties.name": "string",
+        "properties.role": "string",
+        "properties.domain": "string",
         "properties.language": "string",
-        "last_response.id": "string", "last_response.score": "int", "last_response.text": "string",
+        "last_response.id": "string",
+        "last_response.score": "int",
+        "last_response.text": "string",
         "last_response.survey.channel": "string",
-        "settings.email_nps": "boolean", "settings.mobile_nps": "boolean", "settings.web_nps": "boolean",
-        "settings.force_mobile_survey": "boolean", "settings.force_web_survey": "boolean",
+        "settings.email_nps": "boolean",
+        "settings.mobile_nps": "boolean",
+        "settings.web_nps": "boolean",
+        "settings.force_mobile_survey": "boolean",
+        "settings.force_web_survey": "boolean",
         "settings.surveys_disabled_by_end_user": "boolean",
     },
     "responses": {
-        "id": "string", "end_user_id": "string", "survey_id": "string", "score": "int", "text": "string",
-        "completed": "boolean", "excluded_from_calculations": "boolean", "ip_address": "string",
-        "origin_url": "string", "created_at": "string", "updated_at": "string", "tags": "string",
-        "notes": "string", "end_user.email": "string", "end_user.external_id": "string",
-        "end_user.external_created_at": "string", "end_user.created_at": "string",
+        "id": "string",
+        "end_user_id": "string",
+        "survey_id": "string",
+        "score": "int",
+        "text": "string",
+        "completed": "boolean",
+        "excluded_from_calculations": "boolean",
+        "ip_address": "string",
+        "origin_url": "string",
+        "created_at": "string",
+        "updated_at": "string",
+        "tags": "string",
+        "notes": "string",
+        "end_user.email": "string",
+        "end_user.external_id": "string",
+        "end_user.external_created_at": "string",
+        "end_user.created_at": "string",
         "end_user.properties": "string",
     },
     "declines": {
-        "id": "string", "end_user_id": "string", "survey_id": "string", "ip_address": "string",
-        "origin_url": "string", "created_at": "string", "updated_at": "string", "end_user.properties": "string",
+        "id": "string",
+        "end_user_id": "string",
+        "survey_id": "string",
+        "ip_address": "string",
+        "origin_url": "string",
+        "created_at": "string",
+        "updated_at": "string",
+        "end_user.properties": "string",
     },
 }
-TIMESTAMPS = {"created_at", "updated_at", "last_surveyed", "last_seen_at", "external_created_at",
-              "end_user.created_at", "end_user.external_created_at"}
+TIMESTAMPS = {
+    "created_at",
+    "updated_at",
+    "last_surveyed",
+    "last_seen_at",
+    "external_created_at",
+    "end_user.created_at",
+    "end_user.external_created_at",
+}
 JSON_COLUMNS = {"tags", "notes", "end_user.properties"}
 METADATA = ["_extracted_at", "_run_id", "_raw"]
 
@@ -98,10 +139,14 @@ def table_rows(spark, path: str) -> dict[str, dict]:
 
 
 def assert_table_matches(spark, config, stream: str, records: list[dict]):
-    path = config.stream(stream).table_path(config.catalog)
+    path = table_path(config, stream)
     table = spark.read.format("delta").load(path)
-    assert flatten(table.schema) == {**SEED_FIELDS[stream], "_extracted_at": "timestamp", "_run_id": "string",
-                                     "_raw": "string"}
+    assert flatten(table.schema) == {
+        **SEED_FIELDS[stream],
+        "_extracted_at": "timestamp",
+        "_run_id": "string",
+        "_raw": "string",
+    }
     assert table.columns == list(table.columns[:-3]) + METADATA
     rows = table_rows(spark, path)
     assert set(rows) == {str(r["id"]) for r in records}
@@ -126,7 +171,7 @@ def sandbox():
 def test_first_run_lands_every_record_once_with_the_seed_schema(spark, sandbox, make_config):
     config = make_config(sandbox)
     results = run(config, spark)
-    assert {r.stream: r.status for r in results} == {"end_users": "ok", "responses": "ok", "declines": "ok"}
+    assert {r.stream_name: r.status for r in results} == {"end_users": "ok", "responses": "ok", "declines": "ok"}
     for stream in ("end_users", "responses", "declines"):
         assert_table_matches(spark, config, stream, sandbox.dataset.records(stream))
 
@@ -139,7 +184,7 @@ def test_reruns_upsert_incremental_streams_and_rewrite_full_table_ones(spark, sa
     sandbox.dataset.add("declines", n=5)
     sandbox.dataset.delete("declines", n=7)
 
-    results = {r.stream: r for r in run(config, spark)}
+    results = {r.stream_name: r for r in run(config, spark)}
 
     assert results["end_users"].mode == "INCREMENTAL"
     assert results["responses"].mode == "INCREMENTAL"

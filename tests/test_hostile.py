@@ -3,6 +3,7 @@
 a 429 without rate-limit headers, a server that stops mid-body. Once, each costs a retry and nothing else:
 every record still arrives exactly once. For good, each ends after a bounded time in an error that names the
 endpoint, and a job run then writes nothing for that stream, keeps its staging and says why."""
+
 from __future__ import annotations
 
 import json
@@ -12,23 +13,38 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.api import GaveUp, RetryPolicy, WootricClient, WootricError
 from wootric_ingest.config import ApiConfig, Auth
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric import GaveUp, RetryPolicy, WootricClient, WootricError
+
+from conftest import table_path
 
 SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 UNTIL = datetime.now(timezone.utc) + timedelta(days=1)
 RESPONSES = STREAMS["responses"]
 QUICK = RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=2.0)
 
-LIST_FAULTS = ("truncated_json", "html_200", "error_envelope_200", "stop_mid_body", "status_429_no_headers",
-               "status_500", "status_503", "reset", "timeout")
+LIST_FAULTS = (
+    "truncated_json",
+    "html_200",
+    "error_envelope_200",
+    "stop_mid_body",
+    "status_429_no_headers",
+    "status_500",
+    "status_503",
+    "reset",
+    "timeout",
+)
 
 
 def client_for(sb: Sandbox, retry: RetryPolicy = QUICK) -> WootricClient:
-    api = ApiConfig(base_url=sb.base_url, auth=Auth(username=sb.credentials.username, password=sb.credentials.password),
-                    max_concurrency=2, timeout_seconds=0.5)
+    api = ApiConfig(
+        base_url=sb.base_url,
+        auth=Auth(username=sb.credentials.username, password=sb.credentials.password),
+        max_concurrency=2,
+        timeout_seconds=0.5,
+    )
     return WootricClient(api, retry=retry)
 
 
@@ -49,8 +65,20 @@ def exactly(records: list[dict]) -> Counter:
 
 def hostile_sandbox(**options) -> Sandbox:
     """Rate-limit headers on every answer with a one-second window, so a 429 costs a second, not a minute."""
-    return Sandbox(SandboxOptions(**{"end_users": 60, "responses": 400, "declines": 0, "seed": 41, "rate_limit": 10_000,
-                                     "rate_window": 1.0, "timeout_sleep": 1.0, **options}))
+    return Sandbox(
+        SandboxOptions(
+            **{
+                "end_users": 60,
+                "responses": 400,
+                "declines": 0,
+                "seed": 41,
+                "rate_limit": 10_000,
+                "rate_window": 1.0,
+                "timeout_sleep": 1.0,
+                **options,
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("fault", LIST_FAULTS)
@@ -89,8 +117,10 @@ def test_a_token_endpoint_that_times_out_is_retried_then_named():
 
 def test_a_page_that_repeats_the_previous_one_does_not_hide_the_page_it_replaced():
     """Only pages within one crowded second are asked for by number (page 2, 3, ...)."""
-    with hostile_sandbox(responses=300, burst_second=240) as sb, \
-            client_for(sb, RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=30)) as c:
+    with (
+        hostile_sandbox(responses=300, burst_second=240) as sb,
+        client_for(sb, RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=30)) as c,
+    ):
         sb.faults.script("repeat_previous_page", 2)
         got = fetch(c)
         assert sb.faults.injected().get("repeat_previous_page") == 2
@@ -100,26 +130,30 @@ def test_a_page_that_repeats_the_previous_one_does_not_hide_the_page_it_replaced
 def test_a_page_that_keeps_repeating_stops_the_walk_naming_it():
     with hostile_sandbox(responses=300, burst_second=240) as sb, client_for(sb) as c:
         sb.faults.script("repeat_previous_page", 10_000)
-        with pytest.raises(WootricError, match="responses: GET responses answered page 2 with the page before it "
-                                               "4 times in a row; stopping rather than skipping"):
+        with pytest.raises(
+            WootricError,
+            match="responses: GET responses answered page 2 with the page before it "
+            "4 times in a row; stopping rather than skipping",
+        ):
             fetch(c)
 
 
 def test_a_stream_whose_answers_stay_hostile_fails_alone_writes_nothing_and_the_next_run_completes_it(
-        spark, make_config):
-    from wootric_ingest.job import run
+    spark, make_config
+):
+    from wootric_ingest.run.job import run
 
     with hostile_sandbox(end_users=50, responses=150, declines=20) as sb:
         config = make_config(sb, source={"api": {"retry_give_up_seconds": 2}})
         assert [r.status for r in run(config, spark)] == ["ok", "ok", "ok"]
-        responses = config.stream("responses").table_path(config.catalog)
+        responses = table_path(config, "responses")
         before = sorted(r["_raw"] for r in spark.read.format("delta").load(responses).collect())
         version = spark.sql(f"DESCRIBE HISTORY delta.`{responses}`").first()["version"]
         sb.dataset.add("responses", n=30)
         sb.dataset.update("end_users", n=5)
         sb.faults.script("html_200", 10_000, path="responses")
 
-        failed = {r.stream: r for r in run(config, spark)}
+        failed = {r.stream_name: r for r in run(config, spark)}
 
         assert failed["responses"].status == "failed"
         assert failed["responses"].error.startswith("GaveUp: GET /v1/responses kept failing for ")
@@ -127,8 +161,12 @@ def test_a_stream_whose_answers_stay_hostile_fails_alone_writes_nothing_and_the_
         assert (failed["end_users"].status, failed["declines"].status) == ("ok", "ok")
         assert spark.sql(f"DESCRIBE HISTORY delta.`{responses}`").first()["version"] == version
         assert sorted(r["_raw"] for r in spark.read.format("delta").load(responses).collect()) == before
-        history = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs") \
-            .where("stream = 'responses' AND status = 'failed'").collect()
+        history = (
+            spark.read.format("delta")
+            .load(f"{config.catalog.root}/_wootric_ingest/runs")
+            .where("stream = 'responses' AND status = 'failed'")
+            .collect()
+        )
         assert len(history) == 1 and "GET /v1/responses" in history[0]["error"]
 
         sb.faults.clear()

@@ -1,5 +1,6 @@
 """Landing: a run's streams go through staging into their tables in one Spark session; staging is removed
 once a stream committed and kept (with its manifest) when it did not; a record staged twice lands once."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from wootric_ingest.job import run
-from wootric_ingest.landing import StreamResult, land
-from wootric_ingest.planning import RunOptions, plan_stream, table_properties
-from wootric_ingest.rejects import RejectedRecords
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
-from wootric_ingest.sink import DeltaSink
-from wootric_ingest.staging import MANIFEST, STAGING_DIR, StagingArea
-from wootric_ingest.streams import STREAMS
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.lake.lakehouse import Lakehouse
+from wootric_ingest.lake.layout import Layout
+from wootric_ingest.lake.staging import MANIFEST
+from wootric_ingest.lake.state import read_state
+from wootric_ingest.run.job import run
+from wootric_ingest.run.landing import land
+from wootric_ingest.run.planning import RunOptions, plan_stream
+
+from conftest import table_path
 
 NOW = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -27,20 +30,24 @@ def sandbox():
 
 
 def table_raw(spark, config, stream: str) -> dict[str, dict]:
-    rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+    rows = spark.read.format("delta").load(table_path(config, stream)).collect()
     assert len(rows) == len({r["id"] for r in rows}), "a record landed twice"
     return {r["id"]: json.loads(r["_raw"]) for r in rows}
 
 
 def staged_runs(config) -> list[str]:
-    folder = Path(config.catalog.root, STAGING_DIR)
+    folder = Path(Layout(config.catalog).staging_root)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 def test_every_stream_lands_from_staging_and_its_staging_is_removed(spark, sandbox, make_config):
     config = make_config(sandbox)
     results = run(config, spark, now=NOW)
-    assert [(r.stream, r.status) for r in results] == [("end_users", "ok"), ("responses", "ok"), ("declines", "ok")]
+    assert [(r.stream_name, r.status) for r in results] == [
+        ("end_users", "ok"),
+        ("responses", "ok"),
+        ("declines", "ok"),
+    ]
     for stream in ("end_users", "responses", "declines"):
         assert table_raw(spark, config, stream) == {str(r["id"]): r for r in sandbox.dataset.records(stream)}
     assert staged_runs(config) == []
@@ -48,19 +55,22 @@ def test_every_stream_lands_from_staging_and_its_staging_is_removed(spark, sandb
 
 def test_a_stream_that_fails_to_land_keeps_its_staging_and_manifest(spark, sandbox, make_config):
     config = make_config(sandbox)
-    blocked = Path(config.stream("responses").table_path(config.catalog))
+    blocked = Path(table_path(config, "responses"))
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a Delta table")
 
-    results = {r.stream: r for r in run(config, spark, now=NOW)}
+    results = {r.stream_name: r for r in run(config, spark, now=NOW)}
 
     assert results["responses"].status == "failed"
     assert results["end_users"].status == results["declines"].status == "ok"
     [run_id] = staged_runs(config)
-    staging = StagingArea(config.catalog.root, run_id, "responses")
+    staging = Lakehouse(config, spark).staging(run_id, "responses")
     assert sorted(Path(staging.run_folder).iterdir()) == [Path(staging.folder)]  # the landed streams' are gone
-    staged = [json.loads(line)["record"] for part in staging.parts()
-              for line in Path(part).read_text(encoding="utf-8").splitlines()]
+    staged = [
+        json.loads(line)["record"]
+        for part in staging.parts()
+        for line in Path(part).read_text(encoding="utf-8").splitlines()
+    ]
     assert sorted(r["id"] for r in staged) == sorted(sandbox.dataset.ids("responses"))
     window = (int(config.start_date.timestamp()), int(NOW.timestamp()))
     assert json.loads(Path(staging.folder, MANIFEST).read_text()) == {"completed": [list(window)]}
@@ -68,19 +78,18 @@ def test_a_stream_that_fails_to_land_keeps_its_staging_and_manifest(spark, sandb
 
 def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, make_config):
     config = make_config(sandbox)
-    stream_config = config.stream("responses")
-    sink = DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS["responses"], table_properties(config))
-    plan = plan_stream(config, stream_config, sink, RunOptions(), NOW)
+    lakehouse = Lakehouse(config, spark)
+    plan = plan_stream(
+        config, config.stream("responses"), read_state(lakehouse.table(config.stream("responses"))), RunOptions(), NOW
+    )
     first, second, third = sandbox.dataset.records("responses")[:3]
     edited = dict(first, updated_at="2026-06-30 09:00:00 -0700", tags=["EDITED"])
-    staging = StagingArea(config.catalog.root, "run-1", "responses", batch_records=2)
+    staging = lakehouse.staging("run-1", "responses", batch_records=2)
     staging.write([edited, second], fetched_at=NOW.timestamp() - 60)
     staging.write([first, third], fetched_at=NOW.timestamp())  # an older version, fetched later
     staging.flush()
 
-    result = StreamResult("responses", plan.mode, plan.reason)
-    land(spark, staging.parts(), plan, "run-1", sink, result,
-         rejected=RejectedRecords(spark, config.catalog.root, sink.properties))
+    result = land(lakehouse, staging, plan, "run-1")
 
     assert table_raw(spark, config, "responses") == {str(r["id"]): r for r in (edited, second, third)}
     assert result.table_rows == 3 and result.rows_inserted == 3
@@ -88,20 +97,19 @@ def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, 
 
 def test_type_mismatches_are_counted_by_a_full_and_an_incremental_landing_alike(spark, sandbox, make_config):
     config = make_config(sandbox)
+    lakehouse = Lakehouse(config, spark)
     stream_config = config.stream("responses")
-    sink = DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS["responses"], table_properties(config))
     good, bad = sandbox.dataset.records("responses")[:2]
-    staging = StagingArea(config.catalog.root, "run-1", "responses")
-    staging.write([good, dict(bad, score="ten", completed="maybe")])
-    staging.flush()
-    rejected = RejectedRecords(spark, config.catalog.root, sink.properties)
 
-    full = plan_stream(config, stream_config, sink, RunOptions(), NOW)
-    landed_full = StreamResult("responses", full.mode, full.reason)
-    land(spark, staging.parts(), full, "run-1", sink, landed_full, rejected=rejected)
-    incremental = plan_stream(config, stream_config, sink, RunOptions(), NOW)
-    landed_incremental = StreamResult("responses", incremental.mode, incremental.reason)
-    land(spark, staging.parts(), incremental, "run-2", sink, landed_incremental, rejected=rejected)
+    def landed(run_id: str):
+        plan = plan_stream(config, stream_config, read_state(lakehouse.table(stream_config)), RunOptions(), NOW)
+        staging = lakehouse.staging(run_id, "responses")
+        staging.write([good, dict(bad, score="ten", completed="maybe")])
+        staging.flush()
+        return plan, land(lakehouse, staging, plan, run_id)
+
+    full, landed_full = landed("run-1")
+    incremental, landed_incremental = landed("run-2")
 
     assert (full.mode, incremental.mode) == ("FULL", "INCREMENTAL")
     assert landed_full.type_mismatches == landed_incremental.type_mismatches == {"score": 1, "completed": 1}

@@ -1,6 +1,7 @@
 """The run lock: one run per table at a time, a busy lock named with its holder, a dead holder's lock freed
 (at once on its own host, after the expiry elsewhere), a taken-over holder told so, and exactly one winner
 when many runs start at the same instant."""
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from wootric_ingest.locking import (
-    LOCKS_DIR,
-    LockLost,
-    RunInProgress,
-    TableLocks,
-    for_run,
-)
-from wootric_ingest.storage import HadoopStorage, LocalStorage
+from wootric_ingest.lake.lakehouse import Lakehouse
+from wootric_ingest.lake.locks import LockLost, RunInProgress, TableLocks
+from wootric_ingest.lake.storage import HadoopStorage, LocalStorage
+
+from conftest import runs_path, table_path
+
+LOCKS_DIR = "_wootric_ingest/locks"
 
 TABLES = ["raw.wootric.wootric_end_users", "raw.wootric.wootric_responses"]
 
 
 def locks(root: Path, run_id: str, names=TABLES, **kw) -> TableLocks:
-    return TableLocks(LocalStorage(), str(root), names, run_id, **kw)
+    return TableLocks(LocalStorage(), str(root / LOCKS_DIR), names, run_id, **kw)
 
 
 def lock_files(root: Path) -> list[str]:
@@ -66,17 +66,19 @@ def test_a_released_lock_can_be_taken_again(tmp_path):
 
 HOLD_AND_SLEEP = textwrap.dedent("""
     import sys, time
-    from wootric_ingest.locking import TableLocks
-    from wootric_ingest.storage import LocalStorage
-    TableLocks(LocalStorage(), sys.argv[1], sys.argv[2:], "killed-run", heartbeat=30, expiry=3600).acquire()
+    from wootric_ingest.lake.locks import TableLocks
+    from wootric_ingest.lake.storage import LocalStorage
+    TableLocks(LocalStorage(), sys.argv[1] + "/_wootric_ingest/locks", sys.argv[2:], "killed-run", heartbeat=30,
+               expiry=3600).acquire()
     print("holding", flush=True)
     time.sleep(600)
 """)
 
 
 def test_a_lock_left_by_a_killed_run_on_this_host_is_taken_over_at_once(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_SLEEP, str(tmp_path), *TABLES],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_SLEEP, str(tmp_path), *TABLES], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(RunInProgress, match="run killed-run"):
@@ -149,28 +151,33 @@ def test_a_lock_under_a_uri_root_goes_through_hadoop(spark, tmp_path):
     assert store.read(path) is None and store.modified(path) is None
 
 
-def test_a_run_locks_the_tables_of_its_streams(tmp_path, make_config):
+def test_a_run_locks_the_tables_of_its_streams(spark, make_config):
     config = make_config()
-    with for_run(config, config.streams, "r1"):
+    with Lakehouse(config, spark).locks(config.streams, "r1"):
         names = lock_files(Path(config.catalog.root))
-    assert names == [f"raw.wootric.wootric_{s}.{kind}" for s in ("declines", "end_users", "responses")
-                     for kind in ("beat", "lock")]
+    assert names == [
+        f"raw.wootric.wootric_{s}.{kind}" for s in ("declines", "end_users", "responses") for kind in ("beat", "lock")
+    ]
 
 
 def test_a_manual_run_during_a_scheduled_one_stops_and_the_scheduled_one_lands_everything_once(
-        spark, tmp_path, make_config, capsys, monkeypatch):
+    spark, tmp_path, make_config, capsys, monkeypatch
+):
     import yaml
 
+    from sandbox import Sandbox, SandboxOptions
     from tests.conftest import config_dict
     from wootric_ingest.cli import main
-    from wootric_ingest.job import run
-    from wootric_ingest.sandbox import Sandbox, SandboxOptions
+    from wootric_ingest.run.job import run
 
     with Sandbox(SandboxOptions(end_users=40, responses=90, declines=12, seed=52, latency=0.3)) as sb:
         config = make_config(sb)
         data = config_dict(catalog={"root": config.catalog.root, "table_prefix": "wootric_"})
-        data["source"]["api"] = {"base_url": sb.base_url, "auth": {"username": sb.credentials.username,
-                                                                  "password": "${LOCK_TEST_PASSWORD}"}}
+        data["source"]["api"] = {
+            "requests_per_minute": 6000,
+            "base_url": sb.base_url,
+            "auth": {"username": sb.credentials.username, "password": "${LOCK_TEST_PASSWORD}"},
+        }
         monkeypatch.setenv("LOCK_TEST_PASSWORD", sb.credentials.password)
         (tmp_path / "source.yaml").write_text(yaml.safe_dump(data))
         locks = Path(config.catalog.root) / LOCKS_DIR
@@ -190,8 +197,8 @@ def test_a_manual_run_during_a_scheduled_one_stops_and_the_scheduled_one_lands_e
         assert "run failed: another run of this source is in progress since " in manual.err
         assert [r.status for r in scheduled] == ["ok", "ok", "ok"]
         for stream in ("end_users", "responses", "declines"):
-            rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+            rows = spark.read.format("delta").load(table_path(config, stream)).collect()
             assert sorted(r["id"] for r in rows) == sorted(str(i) for i in sb.dataset.ids(stream))
-        history = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+        history = spark.read.format("delta").load(runs_path(config)).collect()
         assert len(history) == 3 and len({r["run_id"] for r in history}) == 1, "the manual run recorded something"
     assert lock_files(Path(config.catalog.root)) == []

@@ -1,5 +1,6 @@
 """The shared rate limiter: never over the window's budget, whatever the threads and answer order, and
 not one permit under it either."""
+
 from __future__ import annotations
 
 import math
@@ -9,13 +10,16 @@ import time
 
 import pytest
 
-from wootric_ingest.wootric.errors import Cancelled
-from wootric_ingest.wootric.ratelimit import Quota, RateLimiter
+from wootric_ingest.api.errors import Cancelled
+from wootric_ingest.api.ratelimit import Quota, RateLimiter
 
 
 def headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
-    return {"X-Rate-Limit-Limit": str(limit), "X-Rate-Limit-Remaining": str(remaining),
-            "X-Rate-Limit-Reset": str(reset)}
+    return {
+        "X-Rate-Limit-Limit": str(limit),
+        "X-Rate-Limit-Remaining": str(remaining),
+        "X-Rate-Limit-Reset": str(reset),
+    }
 
 
 class FixedWindowServer:
@@ -43,8 +47,16 @@ class FixedWindowServer:
             return headers(self.limit, max(0, self.limit - self.counts[index]), reset)
 
 
-def run_threads(limiter: RateLimiter, server: FixedWindowServer, requests: int, *, transit: float,
-                answer: float, threads: int = 8, seed: int = 5) -> None:
+def run_threads(
+    limiter: RateLimiter,
+    server: FixedWindowServer,
+    requests: int,
+    *,
+    transit: float,
+    answer: float,
+    threads: int = 8,
+    seed: int = 5,
+) -> None:
     """`requests` requests through `threads` threads, each spending up to `transit` s on the way to the
     server (so one sent just before a reset may arrive after it) and up to `answer` s on the way back."""
     rng = random.Random(seed)
@@ -109,8 +121,9 @@ def test_threads_answered_out_of_order_spend_every_window_to_the_last_request():
 def test_requests_that_arrive_after_the_reset_they_were_sent_before_never_overrun_the_new_window(announce, threads):
     for seed in range(2):
         server = FixedWindowServer(limit=10, window=0.3, announce=announce)
-        run_threads(RateLimiter(requests_per_minute=100), server, 50, transit=0.08, answer=0.04, threads=threads,
-                    seed=seed)
+        run_threads(
+            RateLimiter(requests_per_minute=100), server, 50, transit=0.08, answer=0.04, threads=threads, seed=seed
+        )
         assert max(server.counts.values()) <= 10, server.counts
         assert sum(server.counts.values()) == 50
 

@@ -1,11 +1,13 @@
 """Crash and resume, with real kills: the job runs in a subprocess (its own Spark) and gets SIGKILL when its
 progress shows a chosen point; then the next run, in this process, must find what the killed one left and end
 with exactly the tables an uninterrupted run makes, fetching again none of what the killed run had staged."""
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,19 +16,26 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import config_dict
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.api.timestamps import unix_seconds
 from wootric_ingest.config import parse_config
-from wootric_ingest.job import run
-from wootric_ingest.resume import RESUMED
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
-from wootric_ingest.staging import MANIFEST, STAGING_DIR
-from wootric_ingest.wootric.timestamps import unix_seconds
+from wootric_ingest.lake.staging import MANIFEST
+from wootric_ingest.run.job import run
+from wootric_ingest.run.resume import RESUMED
+
+from conftest import config_dict, table_path
+
+STAGING_DIR = "_wootric_ingest/staging"
 
 
 def write_config(tmp_path: Path, sandbox: Sandbox, streams: dict) -> tuple[Path, object]:
     data = config_dict(catalog={"root": str(tmp_path / "lakehouse"), "table_prefix": "wootric_"})
-    data["source"]["api"] = {"base_url": sandbox.base_url, "max_concurrency": 2,
-                             "auth": {"username": sandbox.credentials.username, "password": "${RESUME_PASSWORD}"}}
+    data["source"]["api"] = {
+        "requests_per_minute": 6000,
+        "base_url": sandbox.base_url,
+        "max_concurrency": 2,
+        "auth": {"username": sandbox.credentials.username, "password": "${RESUME_PASSWORD}"},
+    }
     data["streams"] = streams
     path = tmp_path / "source.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -35,15 +44,25 @@ def write_config(tmp_path: Path, sandbox: Sandbox, streams: dict) -> tuple[Path,
 
 def run_and_kill(tmp_path: Path, config_path: Path, sandbox: Sandbox, killed_when) -> None:
     """`wootric-ingest run` in its own process group, SIGKILLed (JVM included) once `killed_when()` is true."""
-    env = {**os.environ, "RESUME_PASSWORD": sandbox.credentials.password,
-           "WOOTRIC_SPARK_SCRATCH": str(tmp_path / "killed-spark")}
+    env = {
+        **os.environ,
+        "RESUME_PASSWORD": sandbox.credentials.password,
+        "WOOTRIC_SPARK_SCRATCH": str(tmp_path / "killed-spark"),
+    }
     with open(tmp_path / "killed-run.log", "w") as log:
-        job = subprocess.Popen([sys.executable, "-m", "wootric_ingest.cli", "run", "--config", str(config_path)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        job = subprocess.Popen(
+            [sys.executable, "-m", "wootric_ingest.cli", "run", "--config", str(config_path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 600
     try:
         while not killed_when():
-            assert job.poll() is None, f"the run ended before the kill point: {(tmp_path / 'killed-run.log').read_text()}"
+            assert job.poll() is None, (
+                f"the run ended before the kill point: {(tmp_path / 'killed-run.log').read_text()}"
+            )
             assert time.monotonic() < deadline, "the kill point never came"
             time.sleep(0.01)
     finally:
@@ -68,7 +87,7 @@ def data_commits(table: Path) -> list[dict]:
 
 
 def assert_table_is_the_truth(spark, config, stream: str, truth: list[dict]) -> None:
-    rows = spark.read.format("delta").load(config.stream(stream).table_path(config.catalog)).collect()
+    rows = spark.read.format("delta").load(table_path(config, stream)).collect()
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), f"{stream}: a record landed twice"
     by_id = {r["id"]: json.loads(r["_raw"]) for r in rows}
@@ -77,21 +96,29 @@ def assert_table_is_the_truth(spark, config, stream: str, truth: list[dict]) -> 
         assert by_id[str(record["id"])] == record, f"{stream} {record['id']}: not its latest content"
 
 
+def assert_the_output_is_the_jobs_own(output: str) -> None:
+    """A run's terminal output at the default log level: our lines, no Ivy report, no Spark start-up chatter."""
+    lines = output.splitlines()
+    assert re.fullmatch(r"\S+ \S+ INFO wootric_ingest: wootric-ingest \S+ run \(package at .*\)", lines[0]), lines[:5]
+    assert all(re.match(r"\S+ \S+ (INFO|WARNING|ERROR) wootric_ingest[.:]", line) for line in lines), lines
+
+
 def served_records(sandbox: Sandbox) -> int:
     return sandbox.stats.snapshot()["records_served"]
 
 
-def test_a_run_killed_mid_extraction_is_resumed_without_fetching_its_staged_windows_again(spark, tmp_path,
-                                                                                          caplog):
+def test_a_run_killed_mid_extraction_is_resumed_without_fetching_its_staged_windows_again(spark, tmp_path, caplog):
     with Sandbox(SandboxOptions(end_users=60, responses=12_000, declines=0, seed=31, latency=0.02)) as sandbox:
-        config_path, config = write_config(tmp_path, sandbox, {
-            "responses": {"layer": "raw", "folder": "wootric", "table": "responses"}})
+        config_path, config = write_config(
+            tmp_path, sandbox, {"responses": {"layer": "raw", "folder": "wootric", "table": "responses"}}
+        )
         root = Path(config.catalog.root)
         # The first batch (5,000 of 12,000 records) is staged, with the ranges it completes in the manifest.
         run_and_kill(tmp_path, config_path, sandbox, lambda: staged(root, "responses", MANIFEST))
-        table = Path(config.stream("responses").table_path(config.catalog))
+        assert_the_output_is_the_jobs_own((tmp_path / "killed-run.log").read_text())
+        table = Path(table_path(config, "responses"))
         assert not data_commits(table), "the killed run committed"
-        manifest, = staged(root, "responses", MANIFEST)
+        (manifest,) = staged(root, "responses", MANIFEST)
         done = json.loads(manifest.read_text())["completed"]
         truth = sandbox.dataset.records("responses")
         staged_records = sum(1 for r in truth if any(lo <= unix_seconds(r["created_at"]) <= hi for lo, hi in done))
@@ -99,7 +126,7 @@ def test_a_run_killed_mid_extraction_is_resumed_without_fetching_its_staged_wind
 
         served_before = served_records(sandbox)
         with caplog.at_level(logging.INFO, logger="wootric_ingest"):
-            result, = run(config, spark)
+            (result,) = run(config, spark)
         served = served_records(sandbox) - served_before
 
         assert result.status == "ok", result.error
@@ -118,18 +145,18 @@ ALL_STREAMS = {
 }
 
 
-def test_a_run_killed_mid_landing_resumes_from_its_complete_staging_and_fetches_nothing_again(spark, tmp_path,
-                                                                                             caplog):
+def test_a_run_killed_mid_landing_resumes_from_its_complete_staging_and_fetches_nothing_again(spark, tmp_path, caplog):
     with Sandbox(SandboxOptions(end_users=80, responses=300, declines=30, seed=32)) as sandbox:
         config_path, config = write_config(tmp_path, sandbox, {"responses": ALL_STREAMS["responses"]})
         root = Path(config.catalog.root)
         run_and_kill(tmp_path, config_path, sandbox, lambda: staged(root, "responses", MANIFEST))
-        table = Path(config.stream("responses").table_path(config.catalog))
+        assert_the_output_is_the_jobs_own((tmp_path / "killed-run.log").read_text())
+        table = Path(table_path(config, "responses"))
         assert not data_commits(table), "the killed run committed"
 
         served_before = served_records(sandbox)
         with caplog.at_level(logging.INFO, logger="wootric_ingest"):
-            result, = run(config, spark)
+            (result,) = run(config, spark)
 
         assert result.status == "ok", result.error
         assert RESUMED in caplog.text
@@ -139,14 +166,13 @@ def test_a_run_killed_mid_landing_resumes_from_its_complete_staging_and_fetches_
     assert len(data_commits(table)) == 1
 
 
-def test_a_run_killed_right_after_a_commit_keeps_it_and_the_next_run_completes_the_others(spark, tmp_path,
-                                                                                         caplog):
+def test_a_run_killed_right_after_a_commit_keeps_it_and_the_next_run_completes_the_others(spark, tmp_path, caplog):
     with Sandbox(SandboxOptions(end_users=80, responses=300, declines=30, seed=33)) as sandbox:
         config_path, config = write_config(tmp_path, sandbox, ALL_STREAMS)
         root = Path(config.catalog.root)
-        end_users = Path(config.stream("end_users").table_path(config.catalog))
+        end_users = Path(table_path(config, "end_users"))
         run_and_kill(tmp_path, config_path, sandbox, lambda: data_commits(end_users))
-        killed_commit, = data_commits(end_users)
+        (killed_commit,) = data_commits(end_users)
 
         with caplog.at_level(logging.INFO, logger="wootric_ingest"):
             results = run(config, spark)

@@ -1,4 +1,5 @@
 """The sandbox Wootric API, pinned over real HTTP: auth, paging, filters, order, rate limit, faults, data."""
+
 from __future__ import annotations
 
 import calendar
@@ -19,15 +20,17 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from wootric_ingest.sandbox import Credentials, Dataset, Sandbox, SandboxOptions
+from sandbox import Credentials, Dataset, Sandbox, SandboxOptions
 
 SMALL = dict(end_users=120, responses=300, declines=40, seed=11)
 PACIFIC = ZoneInfo("America/Los_Angeles")
 RUBY = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [-+]\d{4}")
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[-+]\d\d:\d\d")
 NAIVE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-PAGE_31 = {"type": "error_list", "errors": [
-    {"status": "bad_request", "message": "page does not have a valid value", "field": "page"}]}
+PAGE_31 = {
+    "type": "error_list",
+    "errors": [{"status": "bad_request", "message": "page does not have a valid value", "field": "page"}],
+}
 INVALID_TOKEN = {"error": "invalid_token", "error_description": "Your access token is wrong"}
 RATE_HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset")
 
@@ -47,8 +50,7 @@ def epoch(text: str) -> int:
 
 
 def grant(sb: Sandbox, **form) -> requests.Response:
-    form = form or {"grant_type": "password", "username": sb.credentials.username,
-                    "password": sb.credentials.password}
+    form = form or {"grant_type": "password", "username": sb.credentials.username, "password": sb.credentials.password}
     return requests.post(sb.token_url, data=form, timeout=5)
 
 
@@ -94,6 +96,7 @@ def faulty():
 
 # ------------------------------------------------------------------------------------------ auth
 
+
 def test_password_grant_answers_the_documented_body(sb):
     response = grant(sb)
     body = response.json()
@@ -113,8 +116,12 @@ def test_password_grant_checks_the_account_token_given_on_the_url(sb):
 
 
 def test_client_credentials_grant_carries_no_refresh_token(sb):
-    response = grant(sb, grant_type="client_credentials", client_id=sb.credentials.client_id,
-                     client_secret=sb.credentials.client_secret)
+    response = grant(
+        sb,
+        grant_type="client_credentials",
+        client_id=sb.credentials.client_id,
+        client_secret=sb.credentials.client_secret,
+    )
     assert response.status_code == 200
     assert "refresh_token" not in response.json()
     assert get(sb, "declines", response.json()["access_token"]).status_code == 200
@@ -133,20 +140,21 @@ def test_refresh_token_works_once(sb):
 @pytest.mark.parametrize("status", [401, 400])
 def test_bad_credentials_answer_the_configured_status(status):
     with Sandbox(SandboxOptions(**SMALL, bad_credentials_status=status)) as sandbox:
-        bad_password = grant(sandbox, grant_type="password", username=sandbox.credentials.username,
-                             password="wrong")
+        bad_password = grant(sandbox, grant_type="password", username=sandbox.credentials.username, password="wrong")
         bad_client = grant(sandbox, grant_type="client_credentials", client_id="nope", client_secret="nope")
     assert bad_password.status_code == status
     assert bad_password.json()["error"] == "invalid_grant"
     assert bad_password.json()["error_description"].startswith(
-        "The provided authorization grant is invalid, expired, revoked")
+        "The provided authorization grant is invalid, expired, revoked"
+    )
     assert (bad_client.status_code, bad_client.json()["error"]) == (status, "invalid_client")
 
 
 def test_credentials_in_the_query_string_are_refused(sb):
     creds = sb.credentials
-    response = requests.post(sb.token_url, params={"grant_type": "password", "username": creds.username,
-                                                   "password": creds.password})
+    response = requests.post(
+        sb.token_url, params={"grant_type": "password", "username": creds.username, "password": creds.password}
+    )
     assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
 
 
@@ -154,8 +162,10 @@ def test_malformed_token_requests_are_400(sb):
     assert grant(sb, grant_type="authorization_code").json()["error"] == "unsupported_grant_type"
     missing = grant(sb, grant_type="password", username=sb.credentials.username)
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
-    as_json = requests.post(sb.token_url, json={"grant_type": "password", "username": sb.credentials.username,
-                                                "password": sb.credentials.password})
+    as_json = requests.post(
+        sb.token_url,
+        json={"grant_type": "password", "username": sb.credentials.username, "password": sb.credentials.password},
+    )
     assert as_json.status_code == 400
 
 
@@ -176,6 +186,7 @@ def test_an_expired_token_gets_401():
 
 
 # ------------------------------------------------------------------------------------------ paging
+
 
 def test_lists_are_bare_arrays_of_25_by_default_and_per_page_is_clamped_to_50(sb, tok):
     assert len(get(sb, "responses", tok).json()) == 25
@@ -202,8 +213,10 @@ def test_walking_every_page_yields_every_record_once(sb, tok):
 
 # ----------------------------------------------------------------------------------------- filters
 
-@pytest.mark.parametrize("op, keep", [("eq", int.__eq__), ("lt", int.__lt__), ("lte", int.__le__),
-                                      ("gt", int.__gt__), ("gte", int.__ge__)])
+
+@pytest.mark.parametrize(
+    "op, keep", [("eq", int.__eq__), ("lt", int.__lt__), ("lte", int.__le__), ("gt", int.__gt__), ("gte", int.__ge__)]
+)
 def test_created_filter_operators_on_a_second_shared_by_20_records(sb, tok, op, keep):
     pivot = sb.dataset.burst_second_at
     expected = {r["id"] for r in sb.dataset.records("responses") if keep(epoch(r["created_at"]), pivot)}
@@ -232,13 +245,17 @@ def test_responses_and_declines_silently_ignore_updated(sb, tok, stream):
     assert get(sb, stream, tok, per_page=50, **{"updated[gte]": "not-a-number"}).json() == plain
 
 
-@pytest.mark.parametrize("name, value", [("created[gte]", "2025-01-01"), ("created[gte]", "1.5"),
-                                         ("created[after]", "1"), ("updated[lt]", "")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("created[gte]", "2025-01-01"), ("created[gte]", "1.5"), ("created[after]", "1"), ("updated[lt]", "")],
+)
 def test_bad_filters_are_400_error_lists(sb, tok, name, value):
     response = get(sb, "end_users", tok, **{name: value})
     assert response.status_code == 400
-    assert response.json() == {"type": "error_list", "errors": [
-        {"status": "bad_request", "message": f"{name} does not have a valid value", "field": name}]}
+    assert response.json() == {
+        "type": "error_list",
+        "errors": [{"status": "bad_request", "message": f"{name} does not have a valid value", "field": name}],
+    }
 
 
 def test_email_filter_on_end_users(sb, tok):
@@ -247,6 +264,7 @@ def test_email_filter_on_end_users(sb, tok):
 
 
 # ------------------------------------------------------------------------------------------- order
+
 
 def test_end_users_default_to_email_ascending_with_nulls_last(sb, tok):
     emails = [u["email"] for u in fetch_all(sb, tok, "end_users")]
@@ -280,9 +298,15 @@ def test_ties_in_one_second_follow_a_hidden_order_that_desc_exactly_reverses():
         tok, second = token(sandbox), sandbox.dataset.burst_second_at
         asc = [r["id"] for r in fetch_all(sandbox, tok, "responses", sort_order="asc", **{"created[eq]": second})]
         desc = [r["id"] for r in fetch_all(sandbox, tok, "responses", **{"created[eq]": second})]
-        users = {order: [u["id"] for u in fetch_all(sandbox, tok, "end_users", sort_key="updated_at",
-                                                      sort_order=order, **{"updated[eq]": second})]
-                 for order in ("asc", "desc")}
+        users = {
+            order: [
+                u["id"]
+                for u in fetch_all(
+                    sandbox, tok, "end_users", sort_key="updated_at", sort_order=order, **{"updated[eq]": second}
+                )
+            ]
+            for order in ("asc", "desc")
+        }
     assert len(asc) == 120 and desc == asc[::-1]
     assert asc not in (sorted(asc), sorted(asc, reverse=True))  # not id order, either way
     assert len(users["asc"]) == 120 and users["desc"] == users["asc"][::-1]
@@ -291,20 +315,27 @@ def test_ties_in_one_second_follow_a_hidden_order_that_desc_exactly_reverses():
 
 # -------------------------------------------------------------------------------------- timestamps
 
+
 def test_timestamps_are_ruby_time_in_pacific_time_with_daylight_saving():
     with Sandbox(SandboxOptions(**SMALL)) as sandbox:
         tok = token(sandbox)
         january = sandbox.dataset.add("responses", n=1, at=utc(2025, 1, 15, 12))
         august = sandbox.dataset.add("responses", n=1, at=utc(2025, 8, 15, 12))
-        got = {r["id"]: r for stamp in (utc(2025, 1, 15, 12), utc(2025, 8, 15, 12))
-               for r in get(sandbox, "responses", tok, **{"created[eq]": stamp}).json()}
+        got = {
+            r["id"]: r
+            for stamp in (utc(2025, 1, 15, 12), utc(2025, 8, 15, 12))
+            for r in get(sandbox, "responses", tok, **{"created[eq]": stamp}).json()
+        }
     assert got[january[0]]["created_at"] == "2025-01-15 04:00:00 -0800"
     assert got[august[0]]["created_at"] == "2025-08-15 05:00:00 -0700"
 
 
 def test_every_timestamp_is_ruby_form_by_default(sb):
-    stamps = [u[k] for u in sb.dataset.records("end_users")
-              for k in ("created_at", "updated_at", "last_surveyed", "last_seen_at")]
+    stamps = [
+        u[k]
+        for u in sb.dataset.records("end_users")
+        for k in ("created_at", "updated_at", "last_surveyed", "last_seen_at")
+    ]
     stamps += [r[k] for r in sb.dataset.records("responses") for k in ("created_at", "updated_at")]
     stamps += [n["created_at"] for r in sb.dataset.records("responses") for n in r["notes"]]
     assert all(RUBY.fullmatch(s) for s in stamps if s is not None)
@@ -314,13 +345,16 @@ def test_every_timestamp_is_ruby_form_by_default(sb):
 def test_mixed_timestamp_forms_render_the_same_instants():
     ruby = Dataset(**SMALL).records("responses")
     mixed = Dataset(**SMALL, timestamp_forms="mixed").records("responses")
-    forms = Counter("ruby" if RUBY.fullmatch(r["created_at"]) else "iso" if ISO.fullmatch(r["created_at"])
-                    else "naive" for r in mixed)
+    forms = Counter(
+        "ruby" if RUBY.fullmatch(r["created_at"]) else "iso" if ISO.fullmatch(r["created_at"]) else "naive"
+        for r in mixed
+    )
     assert set(forms) == {"ruby", "iso", "naive"} and forms["ruby"] > len(mixed) / 2
     assert [epoch(r["created_at"]) for r in mixed] == [epoch(r["created_at"]) for r in ruby]
 
 
 # -------------------------------------------------------------------------------------- rate limit
+
 
 def test_rate_limit_headers_then_429_then_a_fresh_window():
     with Sandbox(SandboxOptions(**SMALL, rate_limit=4, rate_window=1.5)) as sandbox:
@@ -359,8 +393,10 @@ def test_401s_carry_rate_limit_headers_and_other_clients_eat_the_window():
 
 # ------------------------------------------------------------------------------------------ faults
 
-@pytest.mark.parametrize("kind, status", [("status_500", 500), ("status_503", 503), ("status_429", 429),
-                                          ("status_429_no_headers", 429)])
+
+@pytest.mark.parametrize(
+    "kind, status", [("status_500", 500), ("status_503", 503), ("status_429", 429), ("status_429_no_headers", 429)]
+)
 def test_scripted_status_faults(faulty, kind, status):
     sandbox, tok = faulty
     sandbox.faults.script(kind, count=2)
@@ -406,8 +442,15 @@ def test_token_timeout_hits_only_the_token_endpoint(faulty):
     sandbox.faults.script("token_timeout")
     assert get(sandbox, "responses", tok).status_code == 200
     with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.post(sandbox.token_url, data={"grant_type": "password", "username": sandbox.credentials.username,
-                                               "password": sandbox.credentials.password}, timeout=0.3)
+        requests.post(
+            sandbox.token_url,
+            data={
+                "grant_type": "password",
+                "username": sandbox.credentials.username,
+                "password": sandbox.credentials.password,
+            },
+            timeout=0.3,
+        )
     assert grant(sandbox).status_code == 200
 
 
@@ -424,7 +467,7 @@ def test_truncated_json_is_a_200_with_half_a_body(faulty):
     whole = get(sandbox, "responses", tok).content
     sandbox.faults.script("truncated_json")
     cut = get(sandbox, "responses", tok)
-    assert cut.status_code == 200 and cut.content == whole[:len(whole) // 2]
+    assert cut.status_code == 200 and cut.content == whole[: len(whole) // 2]
     with pytest.raises(ValueError):
         cut.json()
 
@@ -493,6 +536,7 @@ def test_latency_is_per_request_and_concurrent_requests_overlap():
 
 # -------------------------------------------------------------------------------------------- data
 
+
 def test_same_options_give_byte_identical_records():
     def dump(**options) -> str:
         dataset = Dataset(**options)
@@ -507,13 +551,45 @@ def test_records_have_the_documented_shapes_and_hold_together(sb):
     responses = sb.dataset.records("responses")
     declines = sb.dataset.records("declines")
     assert list(next(iter(users.values()))) == [
-        "id", "created_at", "updated_at", "email", "last_surveyed", "external_created_at", "last_seen_at",
-        "phone_number", "external_id", "properties", "last_response", "settings"]
+        "id",
+        "created_at",
+        "updated_at",
+        "email",
+        "last_surveyed",
+        "external_created_at",
+        "last_seen_at",
+        "phone_number",
+        "external_id",
+        "properties",
+        "last_response",
+        "settings",
+    ]
     assert list(responses[0]) == [
-        "id", "end_user_id", "survey_id", "score", "text", "completed", "excluded_from_calculations",
-        "ip_address", "origin_url", "created_at", "updated_at", "tags", "notes", "end_user"]
-    assert list(declines[0]) == ["id", "end_user_id", "survey_id", "ip_address", "origin_url", "created_at",
-                                 "updated_at", "end_user"]
+        "id",
+        "end_user_id",
+        "survey_id",
+        "score",
+        "text",
+        "completed",
+        "excluded_from_calculations",
+        "ip_address",
+        "origin_url",
+        "created_at",
+        "updated_at",
+        "tags",
+        "notes",
+        "end_user",
+    ]
+    assert list(declines[0]) == [
+        "id",
+        "end_user_id",
+        "survey_id",
+        "ip_address",
+        "origin_url",
+        "created_at",
+        "updated_at",
+        "end_user",
+    ]
     assert all(list(r["end_user"]) == ["properties"] for r in responses + declines)
     assert all(r["end_user_id"] in users for r in responses + declines)
     assert all(epoch(r["updated_at"]) >= epoch(r["created_at"]) for r in responses + declines)
@@ -529,8 +605,9 @@ def test_records_have_the_documented_shapes_and_hold_together(sb):
         last = user["last_response"]
         assert (last is None) == (uid not in newest)
         if last:
-            assert epoch(next(r for r in responses if r["id"] == last["id"])["created_at"]) == \
-                epoch(newest[uid]["created_at"])
+            assert epoch(next(r for r in responses if r["id"] == last["id"])["created_at"]) == epoch(
+                newest[uid]["created_at"]
+            )
             assert list(last) == ["id", "score", "text", "survey"] and set(last["survey"]) == {"channel"}
     assert any(u["email"] is None for u in users.values())
     assert any(" " in key for u in users.values() for key in u["properties"])
@@ -598,13 +675,16 @@ def test_churn_changes_records_between_pages():
 
 # ------------------------------------------------------------------------------ regions and admin
 
+
 @pytest.mark.parametrize("region", ["eu", "au"])
 def test_eu_and_au_serve_under_api_v1(region):
     with Sandbox(SandboxOptions(**SMALL, region=region)) as sandbox:
         creds = sandbox.credentials
-        response = requests.post(sandbox.token_url, params={"account_token": creds.account_token},
-                                 data={"grant_type": "password", "username": creds.username,
-                                       "password": creds.password})
+        response = requests.post(
+            sandbox.token_url,
+            params={"account_token": creds.account_token},
+            data={"grant_type": "password", "username": creds.username, "password": creds.password},
+        )
         tok = response.json()["access_token"]
         api = get(sandbox, "responses", tok)
         us_path = requests.get(f"{sandbox.base_url}/v1/responses", headers={"Authorization": f"Bearer {tok}"})
@@ -629,7 +709,8 @@ def test_admin_endpoints_need_no_token_and_skip_the_rate_limit():
         assert len(updated.json()["ids"]) == 4
         assert requests.post(f"{admin}/mutate", json={"stream": "nope", "action": "add"}).status_code == 400
         assert requests.post(f"{admin}/faults", json={"kind": "status_500"}).json()["pending"] == [
-            {"kind": "status_500", "count": 1, "path": None}]
+            {"kind": "status_500", "count": 1, "path": None}
+        ]
         assert requests.post(f"{admin}/faults", json={"kind": "bogus"}).status_code == 400
         faulted = get(sandbox, "declines", tok)
         stats = requests.get(f"{admin}/stats").json()
@@ -649,11 +730,14 @@ def test_admin_endpoints_need_no_token_and_skip_the_rate_limit():
 
 # ------------------------------------------------------------------------------- server and CLI
 
+
 def test_listens_on_loopback_only_and_survives_garbage(sb, tok):
     assert sb.base_url.startswith("http://127.0.0.1:")
-    for garbage, answer in ((b"BREW /pot HTTP/1.1\r\n\r\n", b"HTTP/1.1 501"),
-                            (b"GET /v1/declines HTTP/1.1\r\nContent-Length: lots\r\n\r\n", b"HTTP/1.1 401"),
-                            (b"\x16\x03\x01 not even text\r\n\r\n", b"")):
+    for garbage, answer in (
+        (b"BREW /pot HTTP/1.1\r\n\r\n", b"HTTP/1.1 501"),
+        (b"GET /v1/declines HTTP/1.1\r\nContent-Length: lots\r\n\r\n", b"HTTP/1.1 401"),
+        (b"\x16\x03\x01 not even text\r\n\r\n", b""),
+    ):
         with socket.create_connection(("127.0.0.1", sb.port), timeout=5) as raw:
             raw.sendall(garbage)
             assert raw.recv(100).startswith(answer)
@@ -665,9 +749,30 @@ def test_cli_prints_its_url_writes_the_ready_file_and_stops_on_sigterm(tmp_path)
     ready = tmp_path / "sandbox.url"
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wootric_ingest.sandbox", "--port", "0", "--end-users", "30", "--responses", "60",
-         "--declines", "5", "--rate-limit", "50", "--region", "eu", "--ready-file", str(ready)],
-        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--port",
+            "0",
+            "--end-users",
+            "30",
+            "--responses",
+            "60",
+            "--declines",
+            "5",
+            "--rate-limit",
+            "50",
+            "--region",
+            "eu",
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         url = re.fullmatch(r"sandbox listening on (http://127\.0\.0\.1:\d+)\n", line)[1]

@@ -1,4 +1,5 @@
 """Cron decisions with fixed clocks, across time zones and daylight saving."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -45,21 +46,27 @@ def test_day_of_month_and_weekday_both_restricted_match_either():
     assert cron.last_fire(utc(2026, 11, 27)) == utc(2026, 11, 23)  # Monday 23rd beats the 1st
 
 
-@pytest.mark.parametrize("expression, quartz", [
-    ("0 6 * * *", "0 0 6 * * ?"),
-    ("0 3 * * 0", "0 0 3 ? * SUN"),
-    ("*/15 8-18 * * 1-5", "0 */15 8-18 ? * MON-FRI"),
-    ("0 4 1 * *", "0 0 4 1 * ?"),
-])
+@pytest.mark.parametrize(
+    "expression, quartz",
+    [
+        ("0 6 * * *", "0 0 6 * * ?"),
+        ("0 3 * * 0", "0 0 3 ? * SUN"),
+        ("*/15 8-18 * * 1-5", "0 */15 8-18 ? * MON-FRI"),
+        ("0 4 1 * *", "0 0 4 1 * ?"),
+    ],
+)
 def test_quartz_conversion(expression, quartz):
     assert Cron.parse(expression, "UTC").quartz() == quartz
 
 
-@pytest.mark.parametrize("expression, message", [
-    ("0 6 * *", "has 4 fields"),
-    ("61 * * * *", "outside 0-59"),
-    ("0 6 * * funday", "not a number"),
-])
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("0 6 * *", "has 4 fields"),
+        ("61 * * * *", "outside 0-59"),
+        ("0 6 * * funday", "not a number"),
+    ],
+)
 def test_bad_expressions_say_what_is_wrong(expression, message):
     with pytest.raises(CronError, match=message):
         Cron.parse(expression, "UTC")

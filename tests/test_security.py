@@ -1,5 +1,6 @@
 """Security, pinned: TLS is always verified, credentials travel only in request bodies, the sandbox listens
 on loopback only, and names from the config cannot escape the catalog root or break out of SQL quoting."""
+
 from __future__ import annotations
 
 import http.server
@@ -18,12 +19,13 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import config_dict
+from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.api import GaveUp, RetryPolicy, WootricClient
 from wootric_ingest.config import ConfigError, parse_config
-from wootric_ingest.sandbox import Sandbox, SandboxOptions
-from wootric_ingest.sink import metastore_name
+from wootric_ingest.lake.layout import Layout
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric import GaveUp, RetryPolicy, WootricClient
+
+from conftest import config_dict, table_path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wootric_ingest"
 FAST_GIVE_UP = RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=0.5)
@@ -31,11 +33,18 @@ FAST_GIVE_UP = RetryPolicy(first_delay=0.01, max_delay=0.05, give_up_after=0.5)
 
 # ------------------------------------------------------------------------------------------------ TLS
 
+
 def test_no_code_turns_certificate_verification_off():
-    disabling = re.compile(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|disable_warnings|"
-                           r"_create_unverified_context|\.verify\s*=\s*False")
-    offenders = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py")
-                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if disabling.search(line)]
+    disabling = re.compile(
+        r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|disable_warnings|"
+        r"_create_unverified_context|\.verify\s*=\s*False"
+    )
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in PACKAGE.rglob("*.py")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if disabling.search(line)
+    ]
     assert offenders == []
 
 
@@ -54,8 +63,26 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def https_server_with_a_self_signed_certificate(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -69,9 +96,16 @@ def https_server_with_a_self_signed_certificate(tmp_path):
 
 
 def test_a_server_whose_certificate_does_not_verify_never_receives_the_credentials(
-        https_server_with_a_self_signed_certificate, make_config):
-    config = make_config(source={"api": {"base_url": https_server_with_a_self_signed_certificate,
-                                         "auth": {"username": "ana@example.com", "password": "tls-secret-pw"}}})
+    https_server_with_a_self_signed_certificate, make_config
+):
+    config = make_config(
+        source={
+            "api": {
+                "base_url": https_server_with_a_self_signed_certificate,
+                "auth": {"username": "ana@example.com", "password": "tls-secret-pw"},
+            }
+        }
+    )
     client = WootricClient(config.api, retry=FAST_GIVE_UP)
     with pytest.raises(GaveUp, match=r"POST /oauth/token kept failing .*SSLError"):
         client.authenticate()
@@ -80,6 +114,7 @@ def test_a_server_whose_certificate_does_not_verify_never_receives_the_credentia
 
 
 # ------------------------------------------------------------------------------- credentials on the wire
+
 
 @pytest.fixture
 def wire(monkeypatch):
@@ -99,14 +134,18 @@ def wire(monkeypatch):
 def test_credentials_and_tokens_travel_only_in_bodies_and_the_authorization_header(grant, wire, make_config):
     with Sandbox(SandboxOptions(end_users=60, responses=120, declines=10, seed=3, token_ttl=2)) as sb:
         creds = sb.credentials
-        auth = ({"username": creds.username, "password": creds.password} if grant == "password"
-                else {"client_id": creds.client_id, "client_secret": creds.client_secret})
+        auth = (
+            {"username": creds.username, "password": creds.password}
+            if grant == "password"
+            else {"client_id": creds.client_id, "client_secret": creds.client_secret}
+        )
         config = make_config(source={"api": {"base_url": sb.base_url, "auth": auth}})
         sb.faults.script("expire_token", 1)  # a 401 mid-walk: the token is renewed
         with WootricClient(config.api) as client:
             client.authenticate()
-            records = [r for batch in client.pages(STREAMS["responses"], config.start_date, _now())
-                       for r in batch.records]
+            records = [
+                r for batch in client.pages(STREAMS["responses"], config.start_date, _now()) for r in batch.records
+            ]
         assert len(records) == 120
 
     secrets = [v for v in auth.values()]
@@ -136,6 +175,7 @@ def _now():
 
 # ------------------------------------------------------------------------------------------- loopback
 
+
 def test_the_sandbox_listens_on_loopback_only():
     with Sandbox(SandboxOptions(end_users=5, responses=5, declines=1)) as sb:
         assert sb._server.socket.getsockname()[0] == "127.0.0.1"
@@ -145,9 +185,25 @@ def test_the_sandbox_listens_on_loopback_only():
 
 def test_the_out_of_process_sandbox_listens_on_loopback_only(tmp_path):
     ready = tmp_path / "ready"
-    process = subprocess.Popen([sys.executable, "-m", "wootric_ingest.sandbox", "--port", "0", "--end-users", "5",
-                                "--responses", "5", "--declines", "1", "--ready-file", str(ready)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--port",
+            "0",
+            "--end-users",
+            "5",
+            "--responses",
+            "5",
+            "--declines",
+            "1",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         assert re.fullmatch(r"sandbox listening on http://127\.0\.0\.1:\d+\n", line)
@@ -157,8 +213,7 @@ def test_the_out_of_process_sandbox_listens_on_loopback_only(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
-    help_text = subprocess.run([sys.executable, "-m", "wootric_ingest.sandbox", "--help"], capture_output=True,
-                               text=True).stdout
+    help_text = subprocess.run([sys.executable, "-m", "sandbox", "--help"], capture_output=True, text=True).stdout
     assert "--host" not in help_text and "--bind" not in help_text
 
 
@@ -167,14 +222,17 @@ def test_the_out_of_process_sandbox_listens_on_loopback_only(tmp_path):
 SAFE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@pytest.mark.parametrize("key, value", [
-    ("table", "responses\n"),
-    ("layer", "raw\n"),
-    ("table", "re\x00sponses"),
-    ("table", "rеsponses"),  # a Cyrillic 'е'
-    ("folder", "/etc"),
-    ("table", "responses`; DROP TABLE x; --"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("table", "responses\n"),
+        ("layer", "raw\n"),
+        ("table", "re\x00sponses"),
+        ("table", "rеsponses"),  # a Cyrillic 'е'
+        ("folder", "/etc"),
+        ("table", "responses`; DROP TABLE x; --"),
+    ],
+)
 def test_names_with_control_characters_lookalikes_or_separators_are_refused(key, value):
     data = config_dict()
     data["streams"]["responses"][key] = value
@@ -189,7 +247,8 @@ def test_the_metastore_catalog_name_is_a_safe_identifier(name):
 
 
 names = st.text(alphabet=st.characters(codec="utf-8"), min_size=0, max_size=12) | st.sampled_from(
-    ["..", ".", "raw/..", "a b", "x'", "`", "a;b", "ok\n", "\x00", "_", "raw", "wootric"])
+    ["..", ".", "raw/..", "a b", "x'", "`", "a;b", "ok\n", "\x00", "_", "raw", "wootric"]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -205,19 +264,22 @@ def test_any_accepted_config_writes_only_below_its_root_under_quoted_names(layer
     for part in (stream.layer, stream.table, config.catalog.table_prefix + stream.table):
         assert SAFE.fullmatch(part)
     assert stream.folder == "" or SAFE.fullmatch(stream.folder)
-    path = stream.table_path(config.catalog)
+    layout = Layout(config.catalog)
+    path = layout.table_path(stream)
     assert os.path.normpath(path) == path and path.startswith("/lake/")
-    assert metastore_name(config.catalog, stream).count("`") == 2 * len(metastore_name(config.catalog, stream)
-                                                                          .split("."))
+    name = layout.metastore_name(stream)
+    assert name is not None and name.count("`") == 2 * len(name.split("."))
 
 
 # ------------------------------------------------------------------------- secrets through a whole run
 
-def test_a_secret_inside_api_data_or_an_api_error_is_masked_in_tables_history_and_spark_plans(spark, make_config,
-                                                                                              monkeypatch):
+
+def test_a_secret_inside_api_data_or_an_api_error_is_masked_in_tables_history_and_spark_plans(
+    spark, make_config, monkeypatch
+):
+    from sandbox import server
     from wootric_ingest import redaction
-    from wootric_ingest.job import run
-    from wootric_ingest.sandbox import server
+    from wootric_ingest.run.job import run
 
     with Sandbox(SandboxOptions(end_users=30, responses=60, declines=5, seed=61)) as sb:
         password = sb.credentials.password
@@ -242,13 +304,12 @@ def test_a_secret_inside_api_data_or_an_api_error_is_masked_in_tables_history_an
             return echoing(stream, params, options)
 
         monkeypatch.setattr(server, "_list_query", echoing_list_query)
-        results = {r.stream: r for r in run(config, spark)}
+        results = {r.stream_name: r for r in run(config, spark)}
 
     assert results["responses"].status == "ok" and results["declines"].status == "failed"
     assert "GET /v1/declines" in results["declines"].error and password not in results["declines"].error
     root = config.catalog.root
-    row = spark.read.format("delta").load(config.stream("responses").table_path(config.catalog)) \
-        .where(f"id = '{leaked}'").first()
+    row = spark.read.format("delta").load(table_path(config, "responses")).where(f"id = '{leaked}'").first()
     assert row["text"] == f"my login is {redaction.MASK}, please call"
     raw = json.loads(row["_raw"])
     assert raw["end_user"]["properties"][f"note {redaction.MASK}"] == [redaction.MASK, 7]
@@ -260,7 +321,9 @@ def test_a_secret_inside_api_data_or_an_api_error_is_masked_in_tables_history_an
             assert password not in path.read_text(errors="replace"), path
     store = spark._jsparkSession.sharedState().statusStore()
     executions = store.executionsList()
-    plans = [executions.apply(i).physicalPlanDescription() + executions.apply(i).description()
-             for i in range(executions.size())]
+    plans = [
+        executions.apply(i).physicalPlanDescription() + executions.apply(i).description()
+        for i in range(executions.size())
+    ]
     assert plans and not [p for p in plans if password in p]
     assert not [kv for kv in spark.sparkContext.getConf().getAll() if password in kv[1]]

@@ -1,25 +1,53 @@
 """Record shaping: API records as staged JSON → the seed's columns and types, in a real Spark session."""
+
 import json
 
-from wootric_ingest.shaping import STAGED_SCHEMA, latest_per_id, shape
+from wootric_ingest.lake.schemas import table_schema
+from wootric_ingest.lake.shaping import STAGED_SCHEMA, latest_per_id, shape
 from wootric_ingest.streams import STREAMS
 
 END_USER = {
-    "id": 2, "created_at": "2018-01-02 23:03:41 -0800", "updated_at": "2018-08-16 23:07:03 -0700",
-    "email": "nps2@example.com", "last_surveyed": "2018-01-07T15:30:44.000-08:00",
-    "external_created_at": 1515940485, "last_seen_at": None, "phone_number": None,
+    "id": 2,
+    "created_at": "2018-01-02 23:03:41 -0800",
+    "updated_at": "2018-08-16 23:07:03 -0700",
+    "email": "nps2@example.com",
+    "last_surveyed": "2018-01-07T15:30:44.000-08:00",
+    "external_created_at": 1515940485,
+    "last_seen_at": None,
+    "phone_number": None,
     "external_id": "e9a12f9aa245cfd5",
-    "properties": {"name": "Ana", "role": "admin", "domain": "example.com", "language": "pt",
-                   "pricing_plan": "Lite", "revenue amount": "5000"},
+    "properties": {
+        "name": "Ana",
+        "role": "admin",
+        "domain": "example.com",
+        "language": "pt",
+        "pricing_plan": "Lite",
+        "revenue amount": "5000",
+    },
     "last_response": {"id": 505550023, "score": 9, "text": "Great service.", "survey": {"channel": "mobile:ios"}},
-    "settings": {"email_nps": True, "mobile_nps": True, "web_nps": False, "force_mobile_survey": None,
-                 "force_web_survey": None, "surveys_disabled_by_end_user": None},
+    "settings": {
+        "email_nps": True,
+        "mobile_nps": True,
+        "web_nps": False,
+        "force_mobile_survey": None,
+        "force_web_survey": None,
+        "surveys_disabled_by_end_user": None,
+    },
 }
 RESPONSE = {
-    "id": 1, "end_user_id": 1, "survey_id": 1, "score": 0, "text": "Site is often slow. 🐢",
-    "completed": False, "excluded_from_calculations": False, "ip_address": "127.0.0.1",
-    "origin_url": "https://wootric.com", "created_at": "2016-12-16 09:05:00 -0800",
-    "updated_at": "2016-12-16 09:05:13", "tags": ["PERFORMANCE"], "notes": [{"id": 3, "text": "call back"}],
+    "id": 1,
+    "end_user_id": 1,
+    "survey_id": 1,
+    "score": 0,
+    "text": "Site is often slow. 🐢",
+    "completed": False,
+    "excluded_from_calculations": False,
+    "ip_address": "127.0.0.1",
+    "origin_url": "https://wootric.com",
+    "created_at": "2016-12-16 09:05:00 -0800",
+    "updated_at": "2016-12-16 09:05:13",
+    "tags": ["PERFORMANCE"],
+    "notes": [{"id": 3, "text": "call back"}],
     "end_user": {"properties": {"persona": "Individual"}},
 }
 
@@ -67,8 +95,8 @@ def test_null_nested_object_stays_null_and_bad_values_become_null(spark):
 def test_schema_is_exactly_the_stream_table_schema(spark):
     for stream in STREAMS.values():
         shaped = shape(staged(spark, RESPONSE), stream, "r")
-        assert [f.name for f in shaped.schema.fields] == stream.table_schema.fieldNames()
-        for got, want in zip(shaped.schema.fields, stream.table_schema.fields):
+        assert [f.name for f in shaped.schema.fields] == table_schema(stream).fieldNames()
+        for got, want in zip(shaped.schema.fields, table_schema(stream).fields):
             assert got.dataType.simpleString() == want.dataType.simpleString(), got.name
 
 

@@ -1,9 +1,10 @@
 """Delta semantics on real local tables: MERGE newer-only, replay, one-commit full syncs, retention, vacuum,
 metastore names, commit conflicts, and an independent reader (delta-rs) that sees the same rows.
 
-Records are staged as the API would have sent them and landed through `landing.land`, the same code a run
-uses after fetching, with the plan the table's own state gives.
+Records are staged as the API would have sent them and landed through `run.landing.land`, the same code a
+run uses after fetching, with the plan the table's own state gives.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,13 +23,17 @@ from deltalake import QueryBuilder
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from wootric_ingest.history import RunHistory
-from wootric_ingest.landing import StreamResult, land
-from wootric_ingest.planning import RunOptions, plan_stream, table_properties
-from wootric_ingest.shaping import latest_per_id, shape
-from wootric_ingest.rejects import RejectedRecords
-from wootric_ingest.sink import NEWER, DeltaSink, decode, metastore_name, with_retries
+from wootric_ingest.lake.lakehouse import Lakehouse
+from wootric_ingest.lake.layout import Layout
+from wootric_ingest.lake.shaping import latest_per_id, shape
+from wootric_ingest.lake.state import read_state
+from wootric_ingest.lake.tables import NEWER, StreamTable, decode, with_retries
+from wootric_ingest.run.landing import Landed, land
+from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
+from wootric_ingest.run.result import OK, StreamResult
 from wootric_ingest.streams import STREAMS
+
+from conftest import runs_path, table_path
 
 _runs = itertools.count(1)
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -36,29 +41,40 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 def user(uid: int, updated: str, **fields) -> dict:
     """An end user as the API renders it; `updated` is `YYYY-MM-DD HH:MM:SS` in UTC."""
-    return {"id": uid, "created_at": "2024-01-02 00:00:00 +0000", "updated_at": f"{updated} +0000",
-            "email": f"u{uid}@example.com", "properties": {"name": f"User {uid}"}, **fields}
+    return {
+        "id": uid,
+        "created_at": "2024-01-02 00:00:00 +0000",
+        "updated_at": f"{updated} +0000",
+        "email": f"u{uid}@example.com",
+        "properties": {"name": f"User {uid}"},
+        **fields,
+    }
 
 
-def sink_for(spark, config, stream: str) -> DeltaSink:
-    stream_config = config.stream(stream)
-    return DeltaSink(spark, stream_config.table_path(config.catalog), STREAMS[stream], table_properties(config),
-                     metastore_name(config.catalog, stream_config))
+def stream_table(spark, config, stream: str) -> StreamTable:
+    return Lakehouse(config, spark).table(config.stream(stream))
 
 
-def land_records(spark, config, stream: str, records: list[dict], *, now: datetime, run_id: str | None = None,
-                 **options) -> StreamResult:
+def plan_for(spark, config, stream: str, now: datetime, **options) -> Plan:
+    """The plan a run would make now, from the table's own state."""
+    lakehouse = Lakehouse(config, spark)
+    table = lakehouse.table(config.stream(stream))
+    return plan_stream(config, config.stream(stream), read_state(table), RunOptions(**options), now)
+
+
+def land_records(
+    spark, config, stream: str, records: list[dict], *, now: datetime, run_id: str | None = None, **options
+) -> Landed:
     """One run of one stream whose API returned `records`: plan from the table, stage, land."""
     run_id = run_id or f"run-{next(_runs)}"
-    sink = sink_for(spark, config, stream)
-    plan = plan_stream(config, config.stream(stream), sink, RunOptions(**options), now)
-    part = Path(config.catalog.root) / "_staged" / run_id / stream / "part-000001.jsonl"
-    part.parent.mkdir(parents=True, exist_ok=True)
-    part.write_text("".join(json.dumps({"fetched_at": now.timestamp(), "record": r}) + "\n" for r in records))
-    result = StreamResult(stream, plan.mode, plan.reason)
-    land(spark, [str(part)] if records else [], plan, run_id, sink, result,
-         rejected=RejectedRecords(spark, config.catalog.root, {}))
-    return result
+    lakehouse = Lakehouse(config, spark)
+    plan = plan_for(spark, config, stream, now, **options)
+    staging = lakehouse.staging(run_id, stream)
+    staging.write(records, fetched_at=now.timestamp())
+    staging.flush()
+    landed = land(lakehouse, staging, plan, run_id)
+    staging.cleanup()
+    return landed
 
 
 def table(spark, path: str) -> dict[str, dict]:
@@ -87,6 +103,7 @@ def _plain(value):
 
 def assert_delta_rs_reads_the_same_rows(spark, path: str) -> None:
     """The table is plain, portable Delta: an independent reader sees exactly Spark's rows."""
+
     def key(row):
         return json.dumps(row, sort_keys=True, default=str)
 
@@ -97,22 +114,38 @@ def assert_delta_rs_reads_the_same_rows(spark, path: str) -> None:
 
 def test_incremental_merge_inserts_new_rows_updates_newer_ones_and_leaves_the_rest_alone(spark, make_config):
     config = make_config()
-    first = land_records(spark, config, "end_users", [
-        user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00"), user(3, "2024-02-10 08:00:00"),
-    ], now=T0, run_id="first")
+    first = land_records(
+        spark,
+        config,
+        "end_users",
+        [
+            user(1, "2024-02-01 10:00:00"),
+            user(2, "2024-02-01 10:00:00"),
+            user(3, "2024-02-10 08:00:00"),
+        ],
+        now=T0,
+        run_id="first",
+    )
     assert (first.mode, first.rows_inserted, first.bookmark) == ("FULL", 3, "2024-02-10T08:00:00Z")
 
-    second = land_records(spark, config, "end_users", [
-        user(1, "2024-01-15 00:00:00", email="stale@example.com"),  # an older version than the table's
-        user(2, "2024-02-20 09:00:00", email="new@example.com"),     # newer: rewritten
-        user(3, "2024-02-10 08:00:00"),                              # unchanged: left alone
-        user(4, "2024-02-21 07:00:00"),                              # new: inserted
-        user(4, "2024-02-20 07:00:00", email="older-copy@example.com"),  # the same id twice: the newest wins
-    ], now=T0 + timedelta(days=1), run_id="second")
+    second = land_records(
+        spark,
+        config,
+        "end_users",
+        [
+            user(1, "2024-01-15 00:00:00", email="stale@example.com"),  # an older version than the table's
+            user(2, "2024-02-20 09:00:00", email="new@example.com"),  # newer: rewritten
+            user(3, "2024-02-10 08:00:00"),  # unchanged: left alone
+            user(4, "2024-02-21 07:00:00"),  # new: inserted
+            user(4, "2024-02-20 07:00:00", email="older-copy@example.com"),  # the same id twice: the newest wins
+        ],
+        now=T0 + timedelta(days=1),
+        run_id="second",
+    )
 
     assert second.mode == "INCREMENTAL" and second.reason.startswith("bookmark 2024-02-10T08:00:00Z from run first")
     assert (second.rows_inserted, second.rows_updated, second.rows_deleted) == (1, 1, 0)
-    rows = table(spark, config.stream("end_users").table_path(config.catalog))
+    rows = table(spark, table_path(config, "end_users"))
     assert {i: (r["email"], r["updated_at"], r["_run_id"]) for i, r in rows.items()} == {
         "1": ("u1@example.com", "2024-02-01T10:00:00Z", "first"),
         "2": ("new@example.com", "2024-02-20T09:00:00Z", "second"),
@@ -124,87 +157,140 @@ def test_incremental_merge_inserts_new_rows_updates_newer_ones_and_leaves_the_re
 
 def test_an_incremental_merge_reads_only_the_files_whose_ids_it_can_match(spark, make_config):
     config = make_config()
-    path = config.stream("end_users").table_path(config.catalog)
+    path = table_path(config, "end_users")
     for b in range(4):  # four runs, four files, four id ranges
-        land_records(spark, config, "end_users", [user(i, f"2024-02-0{b + 1} 10:00:00")
-                                                  for i in range(1000 + 100 * b, 1010 + 100 * b)],
-                     now=T0 + timedelta(days=b), run_id=f"load-{b}")
-    older = {r[0] for r in spark.read.format("delta").load(path).where("id < '1300'")
-             .select(F.input_file_name()).collect()}
+        land_records(
+            spark,
+            config,
+            "end_users",
+            [user(i, f"2024-02-0{b + 1} 10:00:00") for i in range(1000 + 100 * b, 1010 + 100 * b)],
+            now=T0 + timedelta(days=b),
+            run_id=f"load-{b}",
+        )
+    older = {
+        r[0] for r in spark.read.format("delta").load(path).where("id < '1300'").select(F.input_file_name()).collect()
+    }
 
     # The files of older ids are out of the MERGE's reach: it must succeed without them.
     aside = {f: f"{f}.aside" for f in (urlparse(u).path for u in older)}
     for f, moved in aside.items():
         os.rename(f, moved)
     try:
-        recent = land_records(spark, config, "end_users", [
-            user(1305, "2024-02-06 10:00:00", email="edited@example.com"),  # newer: rewritten
-            user(1309, "2024-02-04 10:00:00"),                              # unchanged
-            user(1310, "2024-02-06 11:00:00"),                              # new
-        ], now=T0 + timedelta(days=5), run_id="recent")
+        recent = land_records(
+            spark,
+            config,
+            "end_users",
+            [
+                user(1305, "2024-02-06 10:00:00", email="edited@example.com"),  # newer: rewritten
+                user(1309, "2024-02-04 10:00:00"),  # unchanged
+                user(1310, "2024-02-06 11:00:00"),  # new
+            ],
+            now=T0 + timedelta(days=5),
+            run_id="recent",
+        )
     finally:
         for f, moved in aside.items():
             os.rename(moved, f)
     assert (recent.rows_inserted, recent.rows_updated) == (1, 1)
 
     # Ids of different widths order as text ("999" > "1000"): the range still holds every id it must match.
-    widths = land_records(spark, config, "end_users", [
-        user(999, "2024-02-07 10:00:00"), user(1000, "2024-02-07 10:00:00", email="wider@example.com"),
-    ], now=T0 + timedelta(days=6), run_id="widths")
+    widths = land_records(
+        spark,
+        config,
+        "end_users",
+        [
+            user(999, "2024-02-07 10:00:00"),
+            user(1000, "2024-02-07 10:00:00", email="wider@example.com"),
+        ],
+        now=T0 + timedelta(days=6),
+        run_id="widths",
+    )
     assert (widths.rows_inserted, widths.rows_updated) == (1, 1)
     rows = table(spark, path)
     assert len(rows) == 42
     assert {i: (rows[i]["email"], rows[i]["_run_id"]) for i in ("999", "1000", "1305", "1309", "1310")} == {
-        "999": ("u999@example.com", "widths"), "1000": ("wider@example.com", "widths"),
-        "1305": ("edited@example.com", "recent"), "1309": ("u1309@example.com", "load-3"),
+        "999": ("u999@example.com", "widths"),
+        "1000": ("wider@example.com", "widths"),
+        "1305": ("edited@example.com", "recent"),
+        "1309": ("u1309@example.com", "load-3"),
         "1310": ("u1310@example.com", "recent"),
     }
 
 
 def test_a_full_sync_writes_its_files_by_id_range(spark, make_config, monkeypatch):
-    monkeypatch.setattr("wootric_ingest.landing.FULL_SYNC_FILE_ROWS", 10)
+    monkeypatch.setattr("wootric_ingest.run.landing.FULL_SYNC_FILE_ROWS", 10)
     config = make_config()
-    path = config.stream("end_users").table_path(config.catalog)
+    path = table_path(config, "end_users")
     shuffled = [user(i, "2024-02-01 10:00:00") for i in range(1000, 1040)]
     shuffled = shuffled[::3] + shuffled[1::3] + shuffled[2::3]  # the API's order is not id order
     land_records(spark, config, "end_users", shuffled, now=T0, run_id="full")
 
-    ranges = sorted((r["lo"], r["hi"]) for r in spark.read.format("delta").load(path)
-                    .groupBy(F.input_file_name()).agg(F.min("id").alias("lo"), F.max("id").alias("hi")).collect())
+    ranges = sorted(
+        (r["lo"], r["hi"])
+        for r in spark.read.format("delta")
+        .load(path)
+        .groupBy(F.input_file_name())
+        .agg(F.min("id").alias("lo"), F.max("id").alias("hi"))
+        .collect()
+    )
     assert len(ranges) == 4
     assert all(hi < next_lo for (_, hi), (next_lo, _) in zip(ranges, ranges[1:]))
 
 
 def test_same_second_ties_are_kept_and_an_edit_within_the_second_lands(spark, make_config):
     config = make_config()
-    path = config.stream("end_users").table_path(config.catalog)
-    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
-                 now=T0, run_id="first")
+    path = table_path(config, "end_users")
+    land_records(
+        spark,
+        config,
+        "end_users",
+        [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
+        now=T0,
+        run_id="first",
+    )
     # The next window starts at the bookmark's second (inclusive): records sharing it arrive again, beside a
     # record created in that same second after the first run, and an edit that kept the same updated_at.
-    result = land_records(spark, config, "end_users", [
-        user(1, "2024-02-01 10:00:00"),
-        user(2, "2024-02-01 10:00:00", email="edited@example.com"),
-        user(3, "2024-02-01 10:00:00"),
-    ], now=T0 + timedelta(hours=1), run_id="second")
-    assert result.since == datetime(2024, 2, 1, 10, tzinfo=timezone.utc)
+    assert plan_for(spark, config, "end_users", T0 + timedelta(hours=1)).since == datetime(
+        2024, 2, 1, 10, tzinfo=timezone.utc
+    )
+    result = land_records(
+        spark,
+        config,
+        "end_users",
+        [
+            user(1, "2024-02-01 10:00:00"),
+            user(2, "2024-02-01 10:00:00", email="edited@example.com"),
+            user(3, "2024-02-01 10:00:00"),
+        ],
+        now=T0 + timedelta(hours=1),
+        run_id="second",
+    )
     assert (result.rows_inserted, result.rows_updated) == (1, 1)
     rows = table(spark, path)
     assert {i: (r["email"], r["_run_id"]) for i, r in rows.items()} == {
-        "1": ("u1@example.com", "first"), "2": ("edited@example.com", "second"), "3": ("u3@example.com", "second")}
+        "1": ("u1@example.com", "first"),
+        "2": ("edited@example.com", "second"),
+        "3": ("u3@example.com", "second"),
+    }
 
 
 def test_replaying_a_run_commits_nothing_and_reports_the_first_commit(spark, make_config):
     config = make_config()
-    path = config.stream("end_users").table_path(config.catalog)
+    path = table_path(config, "end_users")
     land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0, run_id="first")
     records = [user(1, "2024-02-05 10:00:00", email="changed@example.com"), user(2, "2024-02-05 10:00:00")]
     landed = land_records(spark, config, "end_users", records, now=T0 + timedelta(days=1), run_id="nightly")
     version, rows = DeltaTable.forPath(spark, path).history(1).first()["version"], table(spark, path)
 
     # The run crashed after its commit and is retried under the same run id, reading the source again.
-    replay = land_records(spark, config, "end_users", records + [user(3, "2024-02-06 10:00:00")],
-                          now=T0 + timedelta(days=1, minutes=5), run_id="nightly")
+    replay = land_records(
+        spark,
+        config,
+        "end_users",
+        records + [user(3, "2024-02-06 10:00:00")],
+        now=T0 + timedelta(days=1, minutes=5),
+        run_id="nightly",
+    )
 
     assert DeltaTable.forPath(spark, path).history(1).first()["version"] == version
     assert table(spark, path) == rows
@@ -218,18 +304,34 @@ def test_replaying_a_run_commits_nothing_and_reports_the_first_commit(spark, mak
 
 def test_a_full_sync_replaces_the_table_in_one_commit_and_keeps_its_properties(spark, make_config):
     config = make_config(source={"delta_log_retention_days": 9})
-    path = config.stream("declines").table_path(config.catalog)
+    path = table_path(config, "declines")
 
     def decline(did, updated="2024-02-01 10:00:00 +0000", **fields):
-        return {"id": did, "end_user_id": 1, "survey_id": 7, "created_at": "2024-02-01 09:00:00 +0000",
-                "updated_at": updated, "end_user": {"properties": {"plan": "Lite"}}, **fields}
+        return {
+            "id": did,
+            "end_user_id": 1,
+            "survey_id": 7,
+            "created_at": "2024-02-01 09:00:00 +0000",
+            "updated_at": updated,
+            "end_user": {"properties": {"plan": "Lite"}},
+            **fields,
+        }
 
     land_records(spark, config, "declines", [decline(1), decline(2), decline(3)], now=T0, run_id="first")
     before = history(spark, path)[-1]["version"]
 
-    result = land_records(spark, config, "declines", [
-        decline(1), decline(2, "2024-02-03 10:00:00 +0000", origin_url="https://example.com/x"), decline(4),
-    ], now=T0 + timedelta(days=1), run_id="second")
+    result = land_records(
+        spark,
+        config,
+        "declines",
+        [
+            decline(1),
+            decline(2, "2024-02-03 10:00:00 +0000", origin_url="https://example.com/x"),
+            decline(4),
+        ],
+        now=T0 + timedelta(days=1),
+        run_id="second",
+    )
 
     commits = [c for c in history(spark, path) if c["version"] > before and not c["operation"].startswith("VACUUM")]
     assert [(c["operation"], decode(c["userMetadata"])["sync"]) for c in commits] == [("WRITE", "FULL")]
@@ -247,32 +349,36 @@ def test_a_full_sync_replaces_the_table_in_one_commit_and_keeps_its_properties(s
 
 def test_an_empty_source_empties_a_full_table_stream(spark, make_config):
     config = make_config()
-    path = config.stream("declines").table_path(config.catalog)
+    path = table_path(config, "declines")
     land_records(spark, config, "declines", [{"id": 1, "created_at": "2024-02-01 09:00:00 +0000"}], now=T0)
     result = land_records(spark, config, "declines", [], now=T0 + timedelta(days=1), run_id="empty")
     assert table(spark, path) == {}
     assert (result.rows_deleted, result.table_rows, result.bookmark) == (1, 0, None)
-    assert sink_for(spark, config, "declines").commits()[0].metadata["run_id"] == "empty"
+    assert stream_table(spark, config, "declines").commits()[0].metadata["run_id"] == "empty"
 
 
 def test_retention_is_set_at_creation_and_reconciled_with_one_alter_only_when_it_differs(spark, make_config):
     config = make_config(source={"delta_log_retention_days": 30})
-    path = config.stream("end_users").table_path(config.catalog)
+    path = table_path(config, "end_users")
     land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0)
 
     def retention() -> dict[str, str]:
         shown = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
         return {k: v for k, v in shown.items() if k.endswith("RetentionDuration")}
 
-    assert retention() == {"delta.logRetentionDuration": "interval 30 days",
-                           "delta.deletedFileRetentionDuration": "interval 30 days",
-                           "delta.setTransactionRetentionDuration": "interval 30 days"}
+    assert retention() == {
+        "delta.logRetentionDuration": "interval 30 days",
+        "delta.deletedFileRetentionDuration": "interval 30 days",
+        "delta.setTransactionRetentionDuration": "interval 30 days",
+    }
     shorter = make_config(source={"delta_log_retention_days": 7})
     for hours in (1, 2):
         land_records(spark, shorter, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0 + timedelta(hours=hours))
-    assert retention() == {"delta.logRetentionDuration": "interval 7 days",
-                           "delta.deletedFileRetentionDuration": "interval 7 days",
-                           "delta.setTransactionRetentionDuration": "interval 7 days"}
+    assert retention() == {
+        "delta.logRetentionDuration": "interval 7 days",
+        "delta.deletedFileRetentionDuration": "interval 7 days",
+        "delta.setTransactionRetentionDuration": "interval 7 days",
+    }
     assert [c["operation"] for c in history(spark, path)].count("SET TBLPROPERTIES") == 1
 
 
@@ -284,8 +390,12 @@ def age(spark, path: str, days: float) -> None:
     for commit in sorted(log_dir.glob("*.json")):
         actions = [json.loads(line) for line in commit.read_text().splitlines()]
         for action in actions:
-            for kind, field in (("commitInfo", "timestamp"), ("add", "modificationTime"),
-                                ("remove", "deletionTimestamp"), ("txn", "lastUpdated")):
+            for kind, field in (
+                ("commitInfo", "timestamp"),
+                ("add", "modificationTime"),
+                ("remove", "deletionTimestamp"),
+                ("txn", "lastUpdated"),
+            ):
                 if action.get(kind, {}).get(field) is not None:
                     action[kind][field] -= shift
         mtime = commit.stat().st_mtime - shift / 1000
@@ -308,19 +418,19 @@ def files_added_by(path: str, version: int) -> set[str]:
 
 def test_vacuum_after_full_syncs_keeps_exactly_the_configured_days_of_history(spark, make_config):
     config = make_config(source={"delta_log_retention_days": 3})
-    path = config.stream("declines").table_path(config.catalog)
+    path = table_path(config, "declines")
 
     def full_sync(n: int, now: datetime) -> int:
         land_records(spark, config, "declines", [{"id": n, "created_at": "2024-02-01 09:00:00 +0000"}], now=now)
         return DeltaTable.forPath(spark, path).history(1).first()["version"]
 
     v1 = full_sync(1, T0)
-    v2 = full_sync(2, T0)                     # v1's files stop being current now
-    age(spark, path, 2)                       # ... that was 2 days ago
-    v3 = full_sync(3, T0)                     # vacuum: v1's files are within the 3 days, kept
+    v2 = full_sync(2, T0)  # v1's files stop being current now
+    age(spark, path, 2)  # ... that was 2 days ago
+    v3 = full_sync(3, T0)  # vacuum: v1's files are within the 3 days, kept
     assert (Path(path) / next(iter(files_added_by(path, v1)))).exists()
-    age(spark, path, 1.5)                     # v1's files left 3.5 days ago, v2's 1.5 days ago
-    v4 = full_sync(4, T0)                     # vacuum: v1's files go, v2's stay
+    age(spark, path, 1.5)  # v1's files left 3.5 days ago, v2's 1.5 days ago
+    v4 = full_sync(4, T0)  # vacuum: v1's files go, v2's stay
 
     def present(version):
         return all((Path(path) / f).exists() for f in files_added_by(path, version))
@@ -334,8 +444,10 @@ def test_vacuum_after_full_syncs_keeps_exactly_the_configured_days_of_history(sp
 
 def test_tables_are_registered_in_the_metastore_under_catalog_layer_and_table(spark, make_config):
     layer = f"raw_{uuid.uuid4().hex[:8]}"
-    config = make_config(catalog={"metastore": True, "name": "spark_catalog"},
-                         streams={"end_users": {"layer": layer, "folder": "wootric", "table": "end_users"}})
+    config = make_config(
+        catalog={"metastore": True, "name": "spark_catalog"},
+        streams={"end_users": {"layer": layer, "folder": "wootric", "table": "end_users"}},
+    )
     land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00")], now=T0)
     land_records(spark, config, "end_users", [user(2, "2024-02-02 10:00:00")], now=T0 + timedelta(days=1))
     assert sorted(r["id"] for r in spark.table(f"spark_catalog.{layer}.wootric_end_users").collect()) == ["1", "2"]
@@ -345,18 +457,26 @@ def test_tables_are_registered_in_the_metastore_under_catalog_layer_and_table(sp
 
 
 def test_metastore_names_skip_the_folder_and_quote_every_part(make_config):
-    config = make_config(catalog={"metastore": True, "name": "main"})
-    assert metastore_name(config.catalog, config.stream("responses")) == "`main`.`raw`.`wootric_responses`"
-    local = make_config(catalog={"metastore": True})
-    assert metastore_name(local.catalog, local.stream("responses")) == "`raw`.`wootric_responses`"
-    assert metastore_name(make_config().catalog, config.stream("responses")) is None
+    def name(**catalog):
+        config = make_config(catalog=catalog)
+        return Layout(config.catalog).metastore_name(config.stream("responses"))
+
+    assert name(metastore=True, name="main") == "`main`.`raw`.`wootric_responses`"
+    assert name(metastore=True) == "`raw`.`wootric_responses`"
+    assert name() is None
 
 
 def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make_config, tmp_path, caplog):
     config = make_config()
-    path = config.stream("end_users").table_path(config.catalog)
-    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
-                 now=T0, run_id="first")
+    path = table_path(config, "end_users")
+    land_records(
+        spark,
+        config,
+        "end_users",
+        [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-01 10:00:00")],
+        now=T0,
+        run_id="first",
+    )
 
     # Another writer (delta-rs, say a privacy job) deletes user 2 while a MERGE is between its read and its
     # commit: the MERGE's source calls `interfere`, once, from the Spark worker.
@@ -365,23 +485,31 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
     def interfere(email):
         import os
         import sys
+
         if not os.path.exists(marker):
             open(marker, "w").close()
             sys.path.insert(0, site)
             from deltalake import DeltaTable as Other
+
             Other(path).delete("id = '2'")
         return email
 
     staged = spark.createDataFrame([(json.dumps(user(3, "2024-02-02 10:00:00")),)], "record string")
-    rows = (latest_per_id(shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"),
-                                STREAMS["end_users"], "second"))
-            .withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email")))
+    rows = latest_per_id(
+        shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"), STREAMS["end_users"], "second")
+    ).withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email"))
 
     def merge() -> None:
-        (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), "t.id = s.id")
-         .whenMatchedUpdateAll(condition=NEWER).whenNotMatchedInsertAll().execute())
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(rows.alias("s"), "t.id = s.id")
+            .whenMatchedUpdateAll(condition=NEWER)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
 
-    with caplog.at_level(logging.WARNING, logger="wootric_ingest.sink"):
+    with caplog.at_level(logging.WARNING, logger="wootric_ingest.lake.tables"):
         with_retries(merge, "merging")
 
     assert marker.exists() and "conflicted with a concurrent commit (ConcurrentAppendException)" in caplog.text
@@ -391,17 +519,24 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
 
 def test_a_field_that_changes_type_lands_as_null_and_is_counted_in_the_run_history(spark, make_config):
     config = make_config()
-    drifted = user(2, "2024-02-01 10:00:00", last_response={"id": 7, "score": "nine", "text": "ok"},
-                   settings="disabled", nps_segment="promoter")  # a new field, too
-    result = land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), drifted], now=T0,
-                          run_id="drift")
+    drifted = user(
+        2,
+        "2024-02-01 10:00:00",
+        last_response={"id": 7, "score": "nine", "text": "ok"},
+        settings="disabled",
+        nps_segment="promoter",
+    )  # a new field, too
+    result = land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), drifted], now=T0, run_id="drift")
 
     assert result.type_mismatches == {"last_response.score": 1, "settings": 1}
-    row = table(spark, config.stream("end_users").table_path(config.catalog))["2"]
+    row = table(spark, table_path(config, "end_users"))["2"]
     assert (row["last_response"]["score"], row["last_response"]["text"], row["settings"]) == (None, "ok", None)
     assert json.loads(row["_raw"])["nps_segment"] == "promoter"
 
-    RunHistory(spark, config.catalog.root, table_properties(config)).record("drift", result)
-    runs = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
+    now = datetime.now(timezone.utc)
+    landed = StreamResult("end_users", OK, table_path(config, "end_users"), now, now, landed=result)
+    Lakehouse(config, spark).runs.record(landed.run_row("drift"), replace=False)
+    runs = spark.read.format("delta").load(runs_path(config)).collect()
     assert [(r["run_id"], r["stream"], r["type_mismatches"]) for r in runs] == [
-        ("drift", "end_users", {"last_response.score": 1, "settings": 1})]
+        ("drift", "end_users", {"last_response.score": 1, "settings": 1})
+    ]

@@ -1,5 +1,6 @@
 """Staging: pages become bounded part files, completed ranges reach the manifest only once their records are
 on disk, a later attempt resumes, and cleanup removes exactly what a finished stream staged."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from wootric_ingest.staging import MANIFEST, StagingArea
-from wootric_ingest.storage import HadoopStorage, LocalStorage, storage_for
+from wootric_ingest.config import CatalogConfig
+from wootric_ingest.lake.layout import Layout
+from wootric_ingest.lake.staging import MANIFEST, StagingArea
+from wootric_ingest.lake.storage import HadoopStorage, LocalStorage, Storage, storage_for
+
+
+def staging_area(root: str, run_id: str, stream: str, files: Storage | None = None, **batching) -> StagingArea:
+    """A stream's staging under a catalog root, where the job's layout puts it."""
+    folder = Layout(CatalogConfig(root=root)).staging_folder(run_id, stream)
+    return StagingArea(files or LocalStorage(), folder, run_id, **batching)
 
 
 def records(first: int, n: int) -> list[dict]:
-    return [{"id": i, "text": f"réponse {i} 🚀", "tags": ["UX"], "end_user": {"properties": {"seat count": i}}}
-            for i in range(first, first + n)]
+    return [
+        {"id": i, "text": f"réponse {i} 🚀", "tags": ["UX"], "end_user": {"properties": {"seat count": i}}}
+        for i in range(first, first + n)
+    ]
 
 
 def lines_of(path: str) -> list[dict]:
@@ -26,7 +37,7 @@ def manifest(staging: StagingArea) -> dict | None:
 
 
 def test_records_land_in_part_files_of_at_most_one_batch(tmp_path):
-    staging = StagingArea(str(tmp_path), "run-1", "responses", batch_records=5)
+    staging = staging_area(str(tmp_path), "run-1", "responses", batch_records=5)
     for first in range(0, 12, 3):
         staging.write(records(first, 3), fetched_at=1700000000.5)
     assert [len(lines_of(p)) for p in staging.parts()] == [5, 5]  # the last 2 records wait for a full batch
@@ -39,7 +50,7 @@ def test_records_land_in_part_files_of_at_most_one_batch(tmp_path):
 
 
 def test_a_batch_is_also_bounded_in_bytes(tmp_path):
-    staging = StagingArea(str(tmp_path), "run-1", "end_users", batch_records=1000, batch_bytes=400)
+    staging = staging_area(str(tmp_path), "run-1", "end_users", batch_records=1000, batch_bytes=400)
     staging.write(records(0, 20))
     staging.flush()
     sizes = [Path(p).stat().st_size for p in staging.parts()]
@@ -50,7 +61,7 @@ def test_a_batch_is_also_bounded_in_bytes(tmp_path):
 
 
 def test_a_completed_range_reaches_the_manifest_only_after_its_records_are_flushed(tmp_path):
-    staging = StagingArea(str(tmp_path), "run-1", "responses", batch_records=5)
+    staging = staging_area(str(tmp_path), "run-1", "responses", batch_records=5)
     staging.write(records(0, 3), completed=(100, 199))
     assert manifest(staging) is None and staging.completed == []
     staging.write(records(3, 3), completed=(200, 299))  # the 5th record fills a batch: (100, 199) is on disk
@@ -62,16 +73,16 @@ def test_a_completed_range_reaches_the_manifest_only_after_its_records_are_flush
 
 
 def test_a_later_attempt_resumes_from_the_manifest_and_keeps_earlier_parts(tmp_path):
-    first = StagingArea(str(tmp_path), "run-1", "responses", batch_records=2)
+    first = staging_area(str(tmp_path), "run-1", "responses", batch_records=2)
     first.write(records(0, 3), completed=(10, 20))
     first.flush()
     earlier = first.parts()
 
-    again = StagingArea(str(tmp_path), "run-1", "responses", batch_records=2)
+    again = staging_area(str(tmp_path), "run-1", "responses", batch_records=2)
     assert again.completed == [(10, 20)]
     again.write(records(3, 1), completed=(21, 30))
     again.flush()
-    assert again.parts()[:len(earlier)] == earlier
+    assert again.parts()[: len(earlier)] == earlier
     assert [Path(p).name for p in again.parts()] == ["part-000000.jsonl", "part-000001.jsonl", "part-000002.jsonl"]
     assert again.records == 1
     assert again.completed == [(10, 30)]
@@ -79,20 +90,20 @@ def test_a_later_attempt_resumes_from_the_manifest_and_keeps_earlier_parts(tmp_p
 
 
 def test_a_manifest_cut_short_by_a_crash_means_its_ranges_are_fetched_again_and_the_parts_are_kept(tmp_path):
-    first = StagingArea(str(tmp_path), "run-1", "responses")
+    first = staging_area(str(tmp_path), "run-1", "responses")
     first.write(records(0, 3), completed=(10, 20))
     first.flush()
     Path(first.folder, MANIFEST).write_text('{"completed": [[10, ')
 
-    again = StagingArea(str(tmp_path), "run-1", "responses")
+    again = staging_area(str(tmp_path), "run-1", "responses")
     assert again.completed == []
     assert again.parts() == first.parts()
     assert not [p for p in Path(first.folder).iterdir() if p.name.endswith(".tmp")]
 
 
 def test_cleanup_removes_the_stream_and_then_the_empty_run_folder(tmp_path):
-    responses = StagingArea(str(tmp_path), "run-1", "responses")
-    declines = StagingArea(str(tmp_path), "run-1", "declines")
+    responses = staging_area(str(tmp_path), "run-1", "responses")
+    declines = staging_area(str(tmp_path), "run-1", "declines")
     for staging in (responses, declines):
         staging.write(records(0, 2), completed=(1, 2))
         staging.flush()
@@ -117,7 +128,7 @@ def test_the_adapter_follows_the_catalog_root(spark, tmp_path):
 def test_the_hadoop_adapter_stages_resumes_and_cleans_up_like_the_local_one(spark, tmp_path):
     root = f"file://{tmp_path}"
     hadoop = HadoopStorage(spark)
-    staging = StagingArea(root, "run-1", "end_users", files=hadoop, batch_records=2)
+    staging = staging_area(root, "run-1", "end_users", hadoop, batch_records=2)
     staging.write(records(0, 3), completed=(5, 9))
     staging.flush()
     assert [Path(p).name for p in staging.parts()] == ["part-000000.jsonl", "part-000001.jsonl"]
@@ -126,7 +137,7 @@ def test_the_hadoop_adapter_stages_resumes_and_cleans_up_like_the_local_one(spar
     assert visible == [MANIFEST, "part-000000.jsonl", "part-000001.jsonl"]
     assert [line["record"] for p in sorted(local_folder.glob("part-*")) for line in lines_of(str(p))] == records(0, 3)
 
-    again = StagingArea(root, "run-1", "end_users", files=hadoop)
+    again = staging_area(root, "run-1", "end_users", hadoop)
     assert again.completed == [(5, 9)]
     again.cleanup()
     assert not Path(tmp_path, "_wootric_ingest", "staging", "run-1").exists()

@@ -1,13 +1,14 @@
 """Window walking against an in-memory API: every record once, whatever the order, ties and splits."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
 
+from wootric_ingest.api.errors import CrowdedSecond, WootricError
+from wootric_ingest.api.windows import PER_PAGE, StreamOrder, Window, merged, uncovered
 from wootric_ingest.streams import STREAMS
-from wootric_ingest.wootric.errors import CrowdedSecond, WootricError
-from wootric_ingest.wootric.windows import PER_PAGE, StreamOrder, Window, merged, uncovered
 
 RESPONSES, END_USERS = STREAMS["responses"], STREAMS["end_users"]
 
@@ -29,7 +30,7 @@ class FakeApi:
         if descending:
             rows.reverse()
         start = (request.page - 1) * PER_PAGE
-        return [{"id": rid, stream.cursor_field: second} for second, _, rid in rows[start:start + PER_PAGE]]
+        return [{"id": rid, stream.cursor_field: second} for second, _, rid in rows[start : start + PER_PAGE]]
 
 
 def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: int = 0):
@@ -102,7 +103,7 @@ def test_a_second_beyond_both_readings_is_reported(crowd, honours_order, reached
     api = FakeApi(list(range(100, 200)) + [150] * crowd, honours_order=honours_order)
     with pytest.raises(CrowdedSecond) as raised:
         walk(api, RESPONSES, 0, 1000)
-    assert (raised.value.stream, raised.value.second, raised.value.reached) == ("responses", 150, reached)
+    assert (raised.value.stream_name, raised.value.second, raised.value.reached) == ("responses", 150, reached)
 
 
 def test_a_crowded_first_second_of_unknown_order_splits_the_rest_off():

@@ -5,21 +5,23 @@ each naming its key and what is allowed, so a user fixes the file in one go. Sec
 `${ENV_VAR}` or, on Databricks, `{{secrets/<scope>/<key>}}`, and are registered for redaction the
 moment they are read.
 """
+
 from __future__ import annotations
 
 import enum
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
 from wootric_ingest import redaction
 from wootric_ingest.schedule import Cron, CronError
-from wootric_ingest.streams import STREAMS
+from wootric_ingest.streams import STREAMS, Stream
 
 MAX_DESCRIPTION = 140
 DEFAULT_BASE_URL = "https://api.wootric.com"
@@ -97,22 +99,18 @@ class CatalogConfig:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """Where one stream lands and how it syncs."""
+    """Where one stream lands (`Layout` turns layer, folder and table into paths and names) and how it syncs."""
 
-    stream: str
+    stream: Stream
     layer: str
     table: str
     sync_type: SyncType
     folder: str = ""
     lookback_days: int = 0
 
-    def table_name(self, catalog: CatalogConfig) -> str:
-        return f"{catalog.table_prefix}{self.table}"
-
-    def table_path(self, catalog: CatalogConfig) -> str:
-        """`{root}/{layer}/{folder}/{prefix}{table}`, without the folder segment when there is none."""
-        parts = [catalog.root.rstrip("/"), self.layer] + ([self.folder] if self.folder else [])
-        return "/".join(parts + [self.table_name(catalog)])
+    @property
+    def name(self) -> str:
+        return self.stream.name
 
 
 @dataclass(frozen=True)
@@ -127,14 +125,20 @@ class SourceConfig:
     additional_full_sync: Schedule | None = None
 
     def stream(self, name: str) -> StreamConfig:
-        return next(s for s in self.streams if s.stream == name)
+        return next(s for s in self.streams if s.name == name)
 
 
 _KEYS: dict[str, set[str]] = {
     "": {"source", "catalog", "streams"},
     "source": {"description", "api", "start_date", "trigger", "delta_log_retention_days", "additional_full_sync"},
-    "source.api": {"base_url", "auth", "max_concurrency", "requests_per_minute", "timeout_seconds",
-                   "retry_give_up_seconds"},
+    "source.api": {
+        "base_url",
+        "auth",
+        "max_concurrency",
+        "requests_per_minute",
+        "timeout_seconds",
+        "retry_give_up_seconds",
+    },
     "source.api.auth": {"username", "password", "client_id", "client_secret", "account_token"},
     "schedule": {"cron", "timezone"},
     "catalog": {"root", "table_prefix", "metastore", "name"},
@@ -164,8 +168,10 @@ class _Reader:
             return {}
         for unknown in sorted(set(map(str, value)) - allowed):
             hint = _closest(unknown, allowed)
-            self.problem(f"{key}.{unknown}" if key else unknown,
-                         f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed: {', '.join(sorted(allowed))}")
+            self.problem(
+                f"{key}.{unknown}" if key else unknown,
+                f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed: {', '.join(sorted(allowed))}",
+            )
         return value
 
     def text(self, value: Any, key: str, *, required: bool = True, secret: bool = False) -> str | None:
@@ -206,8 +212,9 @@ class _Reader:
         resolved = _SECRET.sub(databricks, _ENV.sub(env, value))
         for name in missing:
             if name.startswith("{{"):
-                self.problem(key, f"{name} is a Databricks secret and can only be read on Databricks; "
-                                  "use ${ENV_VAR} elsewhere")
+                self.problem(
+                    key, f"{name} is a Databricks secret and can only be read on Databricks; use ${{ENV_VAR}} elsewhere"
+                )
             else:
                 self.problem(key, f"environment variable {name} is not set (export it, or write the value)")
         for message in unreadable:
@@ -255,8 +262,11 @@ class _Reader:
         if text is None:
             return ""
         if not _IDENTIFIER.fullmatch(text):  # `$` alone would let a trailing newline through
-            self.problem(key, f"{text!r} is not a safe name: use letters, digits and underscores, "
-                              "not starting with a digit (e.g. raw, wootric, end_users)")
+            self.problem(
+                key,
+                f"{text!r} is not a safe name: use letters, digits and underscores, "
+                "not starting with a digit (e.g. raw, wootric, end_users)",
+            )
             return ""
         return text
 
@@ -284,8 +294,14 @@ def _resolve_root(root: str, base: Path) -> str:
     return str((base / root).resolve())
 
 
-def parse_config(data: Any, *, source: str = "config", secret_reader: SecretReader | None = None,
-                 environ: Mapping[str, str] | None = None, base: Path | None = None) -> SourceConfig:
+def parse_config(
+    data: Any,
+    *,
+    source: str = "config",
+    secret_reader: SecretReader | None = None,
+    environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
+) -> SourceConfig:
     """Validate parsed YAML into a `SourceConfig`, or raise `ConfigError` listing every problem."""
     r = _Reader(secret_reader, os.environ if environ is None else environ)
     top = r.mapping(data, "", _KEYS[""])
@@ -305,11 +321,13 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
         base_url=base_url.rstrip("/"),
         auth=auth,
         max_concurrency=r.integer(api_raw.get("max_concurrency"), "source.api.max_concurrency", 4, minimum=1),
-        requests_per_minute=r.integer(api_raw.get("requests_per_minute"), "source.api.requests_per_minute", 100,
-                                      minimum=1),
+        requests_per_minute=r.integer(
+            api_raw.get("requests_per_minute"), "source.api.requests_per_minute", 100, minimum=1
+        ),
         timeout_seconds=float(r.integer(api_raw.get("timeout_seconds"), "source.api.timeout_seconds", 60, minimum=1)),
-        retry_give_up_seconds=r.integer(api_raw.get("retry_give_up_seconds"), "source.api.retry_give_up_seconds",
-                                        900, minimum=1),
+        retry_give_up_seconds=r.integer(
+            api_raw.get("retry_give_up_seconds"), "source.api.retry_give_up_seconds", 900, minimum=1
+        ),
     )
 
     start_date = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -343,7 +361,7 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
         metastore=metastore,
         name=r.identifier(cat_raw.get("name"), "catalog.name", required=False) or None,
     )
-    streams = _streams(r, top.get("streams"), catalog)
+    streams = _streams(r, top.get("streams"), catalog.table_prefix)
 
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -360,8 +378,10 @@ def parse_config(data: Any, *, source: str = "config", secret_reader: SecretRead
 
 
 def _auth(r: _Reader, raw: dict) -> Auth:
-    values = {k: r.text(raw.get(k), f"source.api.auth.{k}", required=False, secret=k in _SECRET_KEYS)
-              for k in _KEYS["source.api.auth"]}
+    values = {
+        k: r.text(raw.get(k), f"source.api.auth.{k}", required=False, secret=k in _SECRET_KEYS)
+        for k in _KEYS["source.api.auth"]
+    }
     has_password = bool(values["username"] or values["password"])
     has_client = bool(values["client_id"] or values["client_secret"])
     if has_password and has_client:
@@ -377,7 +397,7 @@ def _auth(r: _Reader, raw: dict) -> Auth:
     return Auth(**values)
 
 
-def _streams(r: _Reader, raw: Any, catalog: CatalogConfig) -> tuple[StreamConfig, ...]:
+def _streams(r: _Reader, raw: Any, prefix: str) -> tuple[StreamConfig, ...]:
     if raw is None or raw == {}:
         r.problem("streams", f"list at least one stream: {', '.join(STREAMS)}")
         return ()
@@ -385,13 +405,14 @@ def _streams(r: _Reader, raw: Any, catalog: CatalogConfig) -> tuple[StreamConfig
         r.problem("streams", "must be a mapping of stream name to its settings")
         return ()
     result: list[StreamConfig] = []
-    seen_tables: dict[str, str] = {}
+    seen_tables: dict[tuple[str, str, str], str] = {}
     for name, settings in raw.items():
         key = f"streams.{name}"
         if name not in STREAMS:
             hint = _closest(str(name), set(STREAMS))
-            r.problem(key, f"no such stream{f' (did you mean {hint!r}?)' if hint else ''}; "
-                           f"available: {', '.join(STREAMS)}")
+            r.problem(
+                key, f"no such stream{f' (did you mean {hint!r}?)' if hint else ''}; available: {', '.join(STREAMS)}"
+            )
             continue
         s = r.mapping(settings, key, _KEYS["stream"])
         sync_text = r.text(s.get("sync_type"), f"{key}.sync_type", required=False) or "INCREMENTAL"
@@ -401,19 +422,24 @@ def _streams(r: _Reader, raw: Any, catalog: CatalogConfig) -> tuple[StreamConfig
             r.problem(f"{key}.sync_type", f"{sync_text!r} is not a sync type; use INCREMENTAL or FULL_TABLE")
             sync_type = SyncType.INCREMENTAL
         stream = StreamConfig(
-            stream=name,
+            stream=STREAMS[name],
             layer=r.identifier(s.get("layer"), f"{key}.layer", required=True),
             folder=r.identifier(s.get("folder"), f"{key}.folder", required=False),
             table=r.identifier(s.get("table", name), f"{key}.table", required=True),
             sync_type=sync_type,
-            lookback_days=r.integer(s.get("lookback_days"), f"{key}.lookback_days",
-                                    STREAMS[name].default_lookback_days, minimum=0),
+            lookback_days=r.integer(
+                s.get("lookback_days"), f"{key}.lookback_days", STREAMS[name].default_lookback_days, minimum=0
+            ),
         )
         if stream.layer and stream.table:
-            path = stream.table_path(catalog)
-            if path in seen_tables:
-                r.problem(f"{key}.table", f"writes the same table as streams.{seen_tables[path]} ({path})")
-            seen_tables[path] = name
+            where = (stream.layer, stream.folder, prefix + stream.table)
+            if where in seen_tables:
+                r.problem(
+                    f"{key}.table",
+                    f"writes the same table as streams.{seen_tables[where]} "
+                    f"({'/'.join(p for p in where if p)} under the root)",
+                )
+            seen_tables[where] = name
         result.append(stream)
     return tuple(result)
 
@@ -427,8 +453,9 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"is not valid YAML{where}: {what}{hint}"
 
 
-def load_config(path: str | os.PathLike, *, secret_reader: SecretReader | None = None,
-                environ: Mapping[str, str] | None = None) -> SourceConfig:
+def load_config(
+    path: str | os.PathLike, *, secret_reader: SecretReader | None = None, environ: Mapping[str, str] | None = None
+) -> SourceConfig:
     """Read and validate a YAML config file."""
     p = Path(path)
     try:

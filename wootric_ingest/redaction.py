@@ -5,6 +5,7 @@ here once; `redact()` scrubs any text, and the logging filter scrubs every recor
 no code path has to remember to do it. Records are scrubbed as they are staged (`redact_values`), so a
 secret an API answer happens to carry never reaches a file, a table, `_raw` or a Spark plan.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ needs "the most recent fire time at or before now" in the schedule's own zone, D
 fields (minute hour day-of-month month day-of-week), the usual `*`, lists, ranges, steps and names.
 A wall-clock time skipped by a spring-forward fires right after the gap; a repeated one fires once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ class Cron:
     any_weekday: bool
 
     @classmethod
-    def parse(cls, expression: str, tz: str) -> "Cron":
+    def parse(cls, expression: str, tz: str) -> Cron:
         parts = expression.split()
         if len(parts) != 5:
             raise CronError(
@@ -125,6 +126,7 @@ class Cron:
 
 def _quartz_weekdays(field: str) -> str:
     """Cron weekdays (0-7, Sunday 0 or 7) as Quartz names, which have no numbering ambiguity."""
+
     def name(token: str) -> str:
         return _QUARTZ_DAYS[_number(token, _DAYS, 0) % 7]
 

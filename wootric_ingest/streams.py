@@ -1,123 +1,147 @@
-"""The Wootric streams: one definition per stream, read by the client, the sink, the CLI and the tests.
+"""The Wootric streams: one definition per stream, read by the client, the lake, the CLI and the tests.
 
-Each stream's table schema is the product page's field table, column for column. Descriptions live in
-the schema's field metadata so `wootric-ingest docs` and the Delta column comments come from the same
-place as the table itself.
+Each stream's fields are the product page's field table, column for column, with their descriptions, so
+`wootric-ingest docs`, `discover` and the Delta column comments come from one place. Plain Python (no
+pyspark): the API client, `check`, `docs` and `discover` import it without Spark; `lake.schemas` turns the
+fields into Spark types.
 """
+
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
-
-from pyspark.sql.types import (
-    BooleanType,
-    DataType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
 PRIMARY_KEY = "id"
 
 
-def column(name: str, dtype: DataType, description: str, *, timestamp: bool = False) -> StructField:
-    """A nullable column with its comment (Delta shows it); `timestamp` marks strings we normalise to ISO-8601 UTC."""
-    metadata = {"comment": description}
-    if timestamp:
-        metadata["wootric_timestamp"] = True
-    return StructField(name, dtype, nullable=True, metadata=metadata)
+class Kind(str, enum.Enum):
+    """A column's type: the product page's String, Integer and Boolean, and our metadata timestamps."""
+
+    STRING = "String"
+    INTEGER = "Integer"
+    BOOLEAN = "Boolean"
+    TIMESTAMP = "Timestamp"
+    STRUCT = "Struct"
 
 
-def _struct(name: str, description: str, *fields: StructField) -> StructField:
-    return StructField(name, StructType(list(fields)), nullable=True, metadata={"comment": description})
+@dataclass(frozen=True)
+class Field:
+    """One column: a leaf of a `kind`, or a struct of `fields`. `iso_time` marks a String we normalise to
+    ISO-8601 UTC (`2018-01-03T07:03:41Z`), so string order is time order."""
+
+    name: str
+    kind: Kind
+    description: str
+    iso_time: bool = False
+    fields: tuple[Field, ...] = ()
 
 
-S, I, B = StringType(), IntegerType(), BooleanType()
+def leaves(fields: tuple[Field, ...], prefix: str = "") -> Iterator[tuple[str, Field]]:
+    """Every non-struct column as (dotted.name, field), in table order: the product page's flat view."""
+    for f in fields:
+        if f.kind is Kind.STRUCT:
+            yield from leaves(f.fields, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
 
-END_USERS_SCHEMA = StructType([
-    column("id", S, "Unique system identifier for the user"),
-    column("email", S, "User's email address"),
-    column("external_id", S, "External identifier for the user"),
-    column("phone_number", S, "User's phone number"),
-    column("created_at", S, "When the user was created", timestamp=True),
-    column("updated_at", S, "When the user was last updated", timestamp=True),
-    column("last_surveyed", S, "When the user was last surveyed", timestamp=True),
-    column("external_created_at", S, "External timestamp when the user was created", timestamp=True),
-    column("last_seen_at", S, "When the user was last seen", timestamp=True),
+
+def _s(name: str, description: str, *, time: bool = False) -> Field:
+    return Field(name, Kind.STRING, description, iso_time=time)
+
+
+def _struct(name: str, description: str, *fields: Field) -> Field:
+    return Field(name, Kind.STRUCT, description, fields=fields)
+
+
+END_USER_FIELDS = (
+    _s("id", "Unique system identifier for the user"),
+    _s("email", "User's email address"),
+    _s("external_id", "External identifier for the user"),
+    _s("phone_number", "User's phone number"),
+    _s("created_at", "When the user was created", time=True),
+    _s("updated_at", "When the user was last updated", time=True),
+    _s("last_surveyed", "When the user was last surveyed", time=True),
+    _s("external_created_at", "External timestamp when the user was created", time=True),
+    _s("last_seen_at", "When the user was last seen", time=True),
     _struct(
-        "properties", "Custom end-user properties (all keys are kept in _raw)",
-        column("name", S, "User's name"),
-        column("role", S, "User's role"),
-        column("domain", S, "User's domain"),
-        column("language", S, "User's language preference"),
+        "properties",
+        "Custom end-user properties (all keys are kept in _raw)",
+        _s("name", "User's name"),
+        _s("role", "User's role"),
+        _s("domain", "User's domain"),
+        _s("language", "User's language preference"),
     ),
     _struct(
-        "last_response", "The user's most recent response",
-        column("id", S, "ID of the last response"),
-        column("score", I, "Score of the last response"),
-        column("text", S, "Text of the last response"),
-        _struct("survey", "Survey of the last response", column("channel", S, "Survey channel used")),
+        "last_response",
+        "The user's most recent response",
+        _s("id", "ID of the last response"),
+        Field("score", Kind.INTEGER, "Score of the last response"),
+        _s("text", "Text of the last response"),
+        _struct("survey", "Survey of the last response", _s("channel", "Survey channel used")),
     ),
     _struct(
-        "settings", "The user's survey settings",
-        column("email_nps", B, "Whether email NPS surveys are enabled"),
-        column("mobile_nps", B, "Whether mobile NPS surveys are enabled"),
-        column("web_nps", B, "Whether web NPS surveys are enabled"),
-        column("force_mobile_survey", B, "Whether to force mobile surveys"),
-        column("force_web_survey", B, "Whether to force web surveys"),
-        column("surveys_disabled_by_end_user", B, "Whether surveys are disabled by the user"),
+        "settings",
+        "The user's survey settings",
+        Field("email_nps", Kind.BOOLEAN, "Whether email NPS surveys are enabled"),
+        Field("mobile_nps", Kind.BOOLEAN, "Whether mobile NPS surveys are enabled"),
+        Field("web_nps", Kind.BOOLEAN, "Whether web NPS surveys are enabled"),
+        Field("force_mobile_survey", Kind.BOOLEAN, "Whether to force mobile surveys"),
+        Field("force_web_survey", Kind.BOOLEAN, "Whether to force web surveys"),
+        Field("surveys_disabled_by_end_user", Kind.BOOLEAN, "Whether surveys are disabled by the user"),
     ),
-])
+)
 
-RESPONSES_SCHEMA = StructType([
-    column("id", S, "Unique system identifier for the response"),
-    column("end_user_id", S, "ID of the user who provided the response"),
-    column("survey_id", S, "ID of the survey this response belongs to"),
-    column("score", I, "Numeric score provided in the response"),
-    column("text", S, "Text feedback provided with the response"),
-    column("completed", B, "Whether the response was completed"),
-    column("excluded_from_calculations", B, "Whether this response is excluded from calculations"),
-    column("ip_address", S, "IP address where the response originated"),
-    column("origin_url", S, "URL where the response originated"),
-    column("created_at", S, "When the response was created", timestamp=True),
-    column("updated_at", S, "When the response was last updated", timestamp=True),
-    column("tags", S, "Tags associated with the response (JSON array)"),
-    column("notes", S, "Notes associated with the response (JSON array)"),
+RESPONSE_FIELDS = (
+    _s("id", "Unique system identifier for the response"),
+    _s("end_user_id", "ID of the user who provided the response"),
+    _s("survey_id", "ID of the survey this response belongs to"),
+    Field("score", Kind.INTEGER, "Numeric score provided in the response"),
+    _s("text", "Text feedback provided with the response"),
+    Field("completed", Kind.BOOLEAN, "Whether the response was completed"),
+    Field("excluded_from_calculations", Kind.BOOLEAN, "Whether this response is excluded from calculations"),
+    _s("ip_address", "IP address where the response originated"),
+    _s("origin_url", "URL where the response originated"),
+    _s("created_at", "When the response was created", time=True),
+    _s("updated_at", "When the response was last updated", time=True),
+    _s("tags", "Tags associated with the response (JSON array)"),
+    _s("notes", "Notes associated with the response (JSON array)"),
     _struct(
-        "end_user", "The responding user",
-        column("email", S, "Email address of the responding user"),
-        column("external_id", S, "External identifier of the responding user"),
-        column("external_created_at", S, "External creation timestamp of the user", timestamp=True),
-        column("created_at", S, "Creation timestamp of the user", timestamp=True),
-        column("properties", S, "Additional user properties (stored as JSON string)"),
+        "end_user",
+        "The responding user",
+        _s("email", "Email address of the responding user"),
+        _s("external_id", "External identifier of the responding user"),
+        _s("external_created_at", "External creation timestamp of the user", time=True),
+        _s("created_at", "Creation timestamp of the user", time=True),
+        _s("properties", "Additional user properties (stored as JSON string)"),
     ),
-])
+)
 
-DECLINES_SCHEMA = StructType([
-    column("id", S, "Unique system identifier for the decline"),
-    column("end_user_id", S, "ID of the user who declined the survey"),
-    column("survey_id", S, "ID of the survey that was declined"),
-    column("ip_address", S, "IP address where the decline originated"),
-    column("origin_url", S, "URL where the decline originated"),
-    column("created_at", S, "When the decline was created", timestamp=True),
-    column("updated_at", S, "When the decline was last updated", timestamp=True),
+DECLINE_FIELDS = (
+    _s("id", "Unique system identifier for the decline"),
+    _s("end_user_id", "ID of the user who declined the survey"),
+    _s("survey_id", "ID of the survey that was declined"),
+    _s("ip_address", "IP address where the decline originated"),
+    _s("origin_url", "URL where the decline originated"),
+    _s("created_at", "When the decline was created", time=True),
+    _s("updated_at", "When the decline was last updated", time=True),
     _struct(
-        "end_user", "The declining user",
-        column("properties", S, "Additional user properties (stored as JSON string)"),
+        "end_user",
+        "The declining user",
+        _s("properties", "Additional user properties (stored as JSON string)"),
     ),
-])
+)
 
-METADATA_COLUMNS = StructType([
-    column("_extracted_at", TimestampType(), "When this run fetched the record (UTC)"),
-    column("_run_id", StringType(), "The run that last wrote the row (see _wootric_ingest/runs)"),
-    column("_raw", StringType(), "The record exactly as the API sent it (JSON): custom properties and new fields"),
-])
+METADATA_FIELDS = (
+    Field("_extracted_at", Kind.TIMESTAMP, "When this run fetched the record (UTC)"),
+    _s("_run_id", "The run that last wrote the row (see _wootric_ingest/runs)"),
+    _s("_raw", "The record exactly as the API sent it (JSON): custom properties and new fields"),
+)
 
 
 @dataclass(frozen=True)
 class Stream:
-    """What the client, the sink and the docs need to know about one Wootric stream.
+    """What the client, the lake and the docs need to know about one Wootric stream.
 
     `cursor_filter` is the API filter that walks `cursor_field`; responses and declines have only a
     `created` filter, so edits to them are caught by re-reading a look-back window. `cursor_moves`: a
@@ -132,13 +156,13 @@ class Stream:
     cursor_filter: str
     cursor_moves: bool
     sort_key: str
-    schema: StructType
+    fields: tuple[Field, ...]
     default_lookback_days: int
 
     @property
-    def table_schema(self) -> StructType:
-        """The Delta table's schema: the seed columns, then our `_`-prefixed metadata columns."""
-        return StructType(self.schema.fields + METADATA_COLUMNS.fields)
+    def table_fields(self) -> tuple[Field, ...]:
+        """The Delta table's columns: the seed columns, then our `_`-prefixed metadata columns."""
+        return self.fields + METADATA_FIELDS
 
 
 STREAMS: dict[str, Stream] = {
@@ -152,7 +176,7 @@ STREAMS: dict[str, Stream] = {
             cursor_filter="updated",
             cursor_moves=True,
             sort_key="updated_at",
-            schema=END_USERS_SCHEMA,
+            fields=END_USER_FIELDS,
             default_lookback_days=0,
         ),
         Stream(
@@ -163,7 +187,7 @@ STREAMS: dict[str, Stream] = {
             cursor_filter="created",
             cursor_moves=False,
             sort_key="created_at",
-            schema=RESPONSES_SCHEMA,
+            fields=RESPONSE_FIELDS,
             default_lookback_days=30,
         ),
         Stream(
@@ -174,7 +198,7 @@ STREAMS: dict[str, Stream] = {
             cursor_filter="created",
             cursor_moves=False,
             sort_key="created_at",
-            schema=DECLINES_SCHEMA,
+            fields=DECLINE_FIELDS,
             default_lookback_days=30,
         ),
     )

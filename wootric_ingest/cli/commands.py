@@ -1,0 +1,362 @@
+"""`wootric-ingest`: the command line, and the one `main()` every entry point calls.
+
+The console script, `jobs/wootric_to_delta.py` (spark-submit), the Databricks wheel task, `make run`
+and the tests all end up in `main()`, so a run behaves the same wherever it is started. Results go to
+stdout; logs and the one-line reason for a failure go to stderr, both with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from wootric_ingest import redaction
+from wootric_ingest.config import ConfigError, SecretReader, SourceConfig, load_config
+
+log = logging.getLogger("wootric_ingest")
+
+COMMANDS = ("run", "check", "plan", "discover", "docs")
+CHECK_PATIENCE_SECONDS = 20.0  # `check` is a quick probe: an unreachable API is reported, not waited out
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+EPILOG = """\
+examples:
+  wootric-ingest check --config conf/example.yaml        credentials work, every stream answers
+  wootric-ingest plan --config conf/example.yaml         what the next run does per stream, and why
+  wootric-ingest run --config conf/example.yaml          sync every configured stream
+  wootric-ingest run --config conf/example.yaml --streams responses --full-sync
+  wootric-ingest run --config conf/example.yaml --dry-run
+  wootric-ingest discover > catalog.json                 streams, keys, cursors, JSON schemas
+  wootric-ingest docs > wootric-streams.md               the tables' fields as Markdown
+
+Secrets: write ${ENV_VAR} in the config, or {{secrets/<scope>/<key>}} on Databricks.
+Exit status: 0 success, 1 the run or check failed, 2 bad usage or an invalid config.
+"""
+
+
+REGIONS_HINT = "US https://api.wootric.com, EU https://app.wootric.eu, AU https://app.wootric.au"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (pytest and notebooks swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(level: str) -> None:
+    """Our lines to stderr through a redacting handler, and every other root handler redacting too.
+
+    Works in a terminal and in a Databricks driver log alike; the platform's own handlers get the
+    redacting filter as well, so no handler can print a secret.
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        ours = _StderrHandler()
+        ours.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(ours)
+    for handler in root.handlers:
+        redaction.install(handler)
+    logging.getLogger("wootric_ingest").setLevel(level.upper())
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
+def _dbutils() -> Any:
+    """The notebook's `dbutils` when there is one, else one made for the session (wheel and spark-submit tasks)."""
+    try:
+        from IPython import get_ipython  # a notebook on Databricks
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None and "dbutils" in shell.user_ns:
+        return shell.user_ns["dbutils"]
+    from pyspark.dbutils import DBUtils  # exists only on the Databricks Runtime
+
+    from wootric_ingest.lake.spark import get_spark
+
+    return DBUtils(get_spark())
+
+
+def databricks_secret_reader() -> SecretReader | None:
+    """On Databricks, `{{secrets/<scope>/<key>}}` is read with `dbutils.secrets.get`; elsewhere there is none."""
+    if not os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return None
+
+    def read(scope: str, key: str) -> str:
+        return _dbutils().secrets.get(scope=scope, key=key)
+
+    return read
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, then the exit status for bad usage
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log to stderr (default: INFO)",
+    )
+    parser = _Parser(
+        prog="wootric-ingest",
+        description="Land Wootric NPS data (end users, responses, declines) in Delta Lake tables.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, summary: str, *, config: bool) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[common])
+        if config:
+            sub.add_argument("--config", required=True, metavar="FILE", help="the source's YAML config")
+        return sub
+
+    run = command("run", "sync the configured streams into their Delta tables", config=True)
+    run.add_argument("--streams", metavar="A,B", help="only these configured streams (default: all)")
+    run.add_argument(
+        "--full-sync", action="store_true", help="re-read every selected stream from start_date and replace its table"
+    )
+    run.add_argument("--dry-run", action="store_true", help="print the plan; fetch nothing, write nothing")
+    command("check", "validate the config, obtain a token and read one page per stream (no Spark)", config=True)
+    plan = command(
+        "plan", "per stream: incremental from which bookmark or full sync and why, where it writes", config=True
+    )
+    plan.add_argument("--streams", metavar="A,B", help="only these configured streams (default: all)")
+    plan.add_argument("--full-sync", action="store_true", help="plan as if --full-sync were given to run")
+    command("discover", "print the streams, their keys, cursors and schemas as JSON", config=False)
+    command("docs", "print the tables and fields reference as Markdown", config=False)
+    return parser
+
+
+class UsageError(ValueError):
+    """A command line that names something the config does not have."""
+
+
+def _selected_streams(config: SourceConfig, text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    configured = [s.name for s in config.streams]
+    unknown = [n for n in names if n not in configured]
+    if unknown or not names:
+        raise UsageError(
+            f"--streams: {', '.join(unknown) or 'no stream given'} is not a configured stream; "
+            f"configured: {', '.join(configured)}"
+        )
+    return names
+
+
+def _utc(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cmd_discover(_args) -> int:
+    from wootric_ingest.cli.docs import catalog
+
+    print(json.dumps(catalog(), indent=2))
+    return 0
+
+
+def _cmd_docs(_args) -> int:
+    from wootric_ingest.cli.docs import markdown
+
+    print(markdown(), end="")
+    return 0
+
+
+def _cmd_check(args, config: SourceConfig) -> int:
+    """Credentials and every stream, one page each: what a new user runs before scheduling anything."""
+    from wootric_ingest.api import CredentialsRejected, RetryPolicy, WootricClient
+
+    print(f"config {args.config}: OK ({len(config.streams)} streams: {', '.join(s.name for s in config.streams)})")
+    patience = min(CHECK_PATIENCE_SECONDS, config.api.retry_give_up_seconds)
+    failures = 0
+    with WootricClient(config.api, retry=RetryPolicy(give_up_after=patience)) as client:
+        try:
+            client.authenticate()
+        except Exception as e:
+            print(f"token: FAILED: {_reason(e)}")
+            if isinstance(e, CredentialsRejected):
+                print(
+                    f"  check {' and '.join(_pair(config))}, and that base_url is your account's region "
+                    f"({REGIONS_HINT})"
+                )
+            print(f"check failed: no token for {config.api.auth.principal} at {config.api.base_url}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"token: OK ({config.api.auth.grant} grant for {config.api.auth.principal} at {config.api.base_url})")
+        now = datetime.now(timezone.utc)
+        for stream_config in config.streams:
+            stream = stream_config.stream
+            try:
+                with closing(client.pages(stream, config.start_date, now)) as pages:
+                    first = next(pages, None)
+                records = first.records if first else []
+                print(f"{stream.name}: OK ({len(records)} records on the first page since {_utc(config.start_date)})")
+            except Exception as e:
+                failures += 1
+                print(f"{stream.name}: FAILED: {_reason(e)}")
+    if failures:
+        print(f"check failed: {failures} of {len(config.streams)} streams could not be read", file=sys.stderr)
+        return EXIT_FAILED
+    print("OK")
+    return 0
+
+
+def _pair(config: SourceConfig) -> tuple[str, str]:
+    return ("username", "password") if config.api.auth.grant == "password" else ("client_id", "client_secret")
+
+
+def _print_plan(config: SourceConfig, source: str, options) -> None:
+    from wootric_ingest.lake.lakehouse import Lakehouse
+    from wootric_ingest.lake.spark import get_spark
+    from wootric_ingest.lake.state import SyncMode
+    from wootric_ingest.run.job import plans
+
+    now = datetime.now(timezone.utc)
+    schedules = f"trigger '{config.trigger.cron}' {config.trigger.timezone}"
+    if config.additional_full_sync:
+        schedules += (
+            f"; additional full sync '{config.additional_full_sync.cron}' {config.additional_full_sync.timezone}"
+        )
+    print(f"plan for {source} at {_utc(now)} ({schedules})")
+    lakehouse = Lakehouse(config, get_spark())
+    properties = ", ".join(f"{k}={v}" for k, v in lakehouse.properties.items())
+    for plan in plans(lakehouse, options, now):
+        stream, table = plan.stream, lakehouse.table(plan.config)
+        write = (
+            "one overwrite commit: the table becomes exactly what the API returns"
+            if plan.mode is SyncMode.FULL
+            else "MERGE by id: new rows inserted, a row updated when its updated_at is newer"
+        )
+        print(f"{stream.name}: {plan.mode.value} sync, {plan.reason}")
+        print(
+            f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
+            f"(the API's '{stream.cursor_filter}' filter)"
+        )
+        print(f"  writes  {table.path} ({write})")
+        if table.name:
+            print(f"  name    {table.name} (in the metastore)")
+        print(f"  table   {properties}")
+
+
+def _cmd_plan(args, config: SourceConfig) -> int:
+    from wootric_ingest.run.planning import RunOptions
+
+    options = RunOptions(streams=_selected_streams(config, args.streams), full_sync=args.full_sync)
+    _print_plan(config, args.config, options)
+    return 0
+
+
+def _cmd_run(args, config: SourceConfig) -> int:
+    from wootric_ingest.run.planning import RunOptions
+
+    options = RunOptions(streams=_selected_streams(config, args.streams), full_sync=args.full_sync)
+    if args.dry_run:
+        _print_plan(config, args.config, options)
+        print("dry run: nothing fetched, nothing written")
+        return 0
+
+    from wootric_ingest.cli.summary import summary
+    from wootric_ingest.lake.spark import get_spark
+    from wootric_ingest.run.job import run
+    from wootric_ingest.run.progress import Progress
+
+    progress = Progress()
+    results = run(config, get_spark(), options, progress=progress)
+    print(summary(results, progress))
+    failed = [r.stream_name for r in results if r.status != "ok"]
+    if failed:
+        print(f"wootric-ingest: run failed for {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _reason(error: BaseException) -> str:
+    """An exception as one redacted line."""
+    text = redaction.redact(str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wootric-ingest")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+_HANDLERS: dict[str, Callable[..., int]] = {"run": _cmd_run, "check": _cmd_check, "plan": _cmd_plan}
+
+
+def _dispatch(argv: Iterable[str]) -> int:
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as e:  # --help (0) or bad usage (2), already printed by argparse
+        return int(e.code or 0)
+    configure_logging(getattr(args, "log_level", "INFO"))
+    if args.command == "discover":
+        return _cmd_discover(args)
+    if args.command == "docs":
+        return _cmd_docs(args)
+    log.log(
+        logging.INFO if args.command == "run" else logging.DEBUG,
+        "wootric-ingest %s %s (package at %s)",
+        _version(),
+        args.command,
+        Path(__file__).parents[1],
+    )
+    try:
+        config = load_config(args.config, secret_reader=databricks_secret_reader())
+    except ConfigError as e:
+        print(redaction.redact(str(e)), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _HANDLERS[args.command](args, config)
+    except UsageError as e:
+        print(f"wootric-ingest: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # the one place that turns any failure into a one-line reason and an exit status
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"wootric-ingest: {args.command} failed: {_reason(e)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status: 0 success, 1 failure, 2 bad usage or config.
+
+    Called without arguments (the console script, the Databricks wheel task) it reads `sys.argv` and
+    a failure also raises `SystemExit`, since a wheel task would ignore a returned status.
+    """
+    status = _dispatch(sys.argv[1:] if argv is None else argv)
+    if argv is None and status:
+        raise SystemExit(status)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The lakehouse: everything of a source that lives under its catalog (tables, staging, locks), behind `Lakehouse`."""

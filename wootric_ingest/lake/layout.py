@@ -1,0 +1,68 @@
+"""Where everything of one source lives under its catalog: the stream tables, their metastore names, and the
+job's own files and tables (runs, rejected, staging, locks). Plain data derived from the config, so the
+chaos harness and validation share it without a Spark session; `Lakehouse` is the one thing that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wootric_ingest.config import CatalogConfig, StreamConfig
+
+JOB_FOLDER = "_wootric_ingest"
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+@dataclass(frozen=True)
+class Layout:
+    catalog: CatalogConfig
+
+    @property
+    def root(self) -> str:
+        return self.catalog.root.rstrip("/")
+
+    def table_name(self, stream: StreamConfig) -> str:
+        """The table's own name: the prefix, then the stream's table."""
+        return f"{self.catalog.table_prefix}{stream.table}"
+
+    def table_path(self, stream: StreamConfig) -> str:
+        """`{root}/{layer}/{folder}/{prefix}{table}`, without the folder segment when there is none."""
+        return "/".join([self.root, stream.layer, *([stream.folder] if stream.folder else []), self.table_name(stream)])
+
+    def metastore_name(self, stream: StreamConfig) -> str | None:
+        """`{catalog}.{layer}.{prefix}{table}` quoted, or None without `catalog.metastore`; the folder only
+        groups paths."""
+        if not self.catalog.metastore:
+            return None
+        parts = ([self.catalog.name] if self.catalog.name else []) + [stream.layer, self.table_name(stream)]
+        return ".".join(quote(p) for p in parts)
+
+    def lock_name(self, stream: StreamConfig) -> str:
+        """A table's lock: its path under the root with dots (config names are letters, digits, `_`)."""
+        return ".".join(p for p in (stream.layer, stream.folder, self.table_name(stream)) if p)
+
+    @property
+    def job_folder(self) -> str:
+        return f"{self.root}/{JOB_FOLDER}"
+
+    @property
+    def runs_path(self) -> str:
+        return f"{self.job_folder}/runs"
+
+    @property
+    def rejected_path(self) -> str:
+        return f"{self.job_folder}/rejected"
+
+    @property
+    def staging_root(self) -> str:
+        return f"{self.job_folder}/staging"
+
+    def staging_folder(self, run_id: str, stream: str) -> str:
+        return f"{self.staging_root}/{run_id}/{stream}"
+
+    @property
+    def locks_folder(self) -> str:
+        return f"{self.job_folder}/locks"

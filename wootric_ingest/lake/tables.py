@@ -1,0 +1,362 @@
+"""Delta tables of the lakehouse: created with their schema, comments and properties; a stream's table also
+MERGEd (incremental), overwritten in one commit (full sync) and vacuumed.
+
+Each data commit carries our bookkeeping in its `userMetadata` (run id, sync mode and why, bookmark, last
+full sync), so the table and its history are the only state. Each is also an idempotent Delta write keyed
+on the run id (`txnAppId`), so replaying a run after a crash that followed its commit changes nothing.
+Session confs are shared by every thread of a session, so a write that needs them gets its own
+`spark.newSession()`; concurrent streams never race on one another's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+from pyspark.storagelevel import StorageLevel
+
+from wootric_ingest.lake.schemas import table_schema
+from wootric_ingest.streams import PRIMARY_KEY, Stream
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "wootric_ingest"
+_USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+_TXN_VERSION = 0  # the app id is unique per run, so every run's one data commit is version 0 of its own app id
+
+#: Commit conflicts with a concurrent writer: the commit did not happen and is safe to try again. They reach
+#: Python converted to these classes only where `delta.exceptions.captured` was imported, and as a plain
+#: Py4JJavaError elsewhere, so both are recognised (the Java classes have the same names).
+CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+_JAVA_CONFLICTS = {f"io.delta.exceptions.{c.__name__}" for c in CONFLICTS}
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+#: A matched row is rewritten only when the incoming record is newer: a later `updated_at`, or the same
+#: (or an unknown) one with different content, i.e. an edit within the same second. Unchanged rows stay put.
+NEWER = "coalesce(s.updated_at >= t.updated_at, true) AND NOT (s._raw <=> t._raw)"
+
+T = TypeVar("T")
+
+
+def with_retries(action: Callable[[], T], what: str) -> T:
+    """Run a Delta commit, trying again after a conflict with a concurrent writer; other errors propagate."""
+    for delay in RETRY_DELAYS:
+        try:
+            return action()
+        except Exception as e:
+            conflict = _conflict(e)
+            if conflict is None:
+                raise
+            log.warning("%s conflicted with a concurrent commit (%s); retrying in %.0fs", what, conflict, delay)
+            time.sleep(delay)
+    return action()
+
+
+def _conflict(error: Exception) -> str | None:
+    """The conflict's class name if `error` is a commit conflict, else None."""
+    if isinstance(error, CONFLICTS):
+        return type(error).__name__
+    java = getattr(error, "java_exception", None)
+    name = java.getClass().getName() if java is not None else ""
+    return name.rsplit(".", 1)[-1] if name in _JAVA_CONFLICTS else None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One of our commits, as the table's history records it."""
+
+    version: int
+    read_version: int | None
+    operation: str
+    metrics: dict[str, str]
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class RowChanges:
+    inserted: int
+    updated: int
+    deleted: int
+
+
+class Table:
+    """One Delta table at a path, optionally also registered in the metastore under `name` (quoted).
+
+    `ensure()` creates it with the schema, column comments and properties when it is missing; otherwise it
+    adds the columns a newer version of the job defines (top level, with their comments; existing rows read
+    them as null) and reconciles the properties with one ALTER, only when they differ.
+    """
+
+    def __init__(
+        self, spark: SparkSession, path: str, schema: StructType, properties: dict[str, str], *, name: str | None = None
+    ):
+        self.spark, self.path, self.schema, self.properties, self.name = spark, path, schema, properties, name
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def sql(self) -> str:
+        """The table in SQL."""
+        return f"delta.{quote(self.path)}"
+
+    def exists(self) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.path)
+
+    def read(self) -> DataFrame:
+        return self.spark.read.format("delta").load(self.path)
+
+    def delta(self, spark: SparkSession | None = None) -> DeltaTable:
+        return DeltaTable.forPath(spark or self.spark, self.path)
+
+    def ensure(self) -> None:
+        if not self.exists():
+
+            def create() -> None:
+                builder = DeltaTable.createIfNotExists(self.spark).location(self.path).addColumns(self.schema)
+                for key, value in self.properties.items():
+                    builder = builder.property(key, value)
+                builder.execute()
+
+            with_retries(create, f"creating {self}")
+        existing = set(self.read().columns)
+        missing = [f for f in self.schema.fields if f.name not in existing]
+        if missing:
+            columns = ", ".join(
+                f"{quote(f.name)} {f.dataType.simpleString()} COMMENT {sql_string(f.metadata.get('comment', ''))}"
+                for f in missing
+            )
+            log.info("%s: adding columns %s", self, [f.name for f in missing])
+            with_retries(
+                lambda: self.spark.sql(f"ALTER TABLE {self.sql} ADD COLUMNS ({columns})"), f"adding columns to {self}"
+            )
+        current = {
+            row["key"]: row["value"]  # SHOW TBLPROPERTIES, not detail(): that one costs seconds in a new JVM
+            for row in self.spark.sql(f"SHOW TBLPROPERTIES {self.sql}").collect()
+        }
+        drift = {k: v for k, v in self.properties.items() if current.get(k) != v}
+        if drift:
+            settings = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in sorted(drift.items()))
+            log.info("%s: setting table properties %s", self, drift)
+            with_retries(
+                lambda: self.spark.sql(f"ALTER TABLE {self.sql} SET TBLPROPERTIES ({settings})"),
+                f"setting properties on {self}",
+            )
+        if self.name:
+            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.name.rsplit('.', 1)[0]}")
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} USING DELTA LOCATION {sql_string(self.path)}")
+
+    def commits(self, limit: int = 1000) -> list[CommitInfo]:
+        """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
+        history = (
+            self.delta()
+            .history(limit)
+            .select("version", "readVersion", "operation", "operationMetrics", "userMetadata")
+        )
+        result = []
+        for row in history.where(F.col("userMetadata").isNotNull()).collect():
+            meta = decode(row["userMetadata"])
+            if meta is not None:
+                result.append(
+                    CommitInfo(
+                        row["version"], row["readVersion"], row["operation"], dict(row["operationMetrics"] or {}), meta
+                    )
+                )
+        return result
+
+    def commit_of(self, run_id: str) -> CommitInfo | None:
+        """The commit a run made to this table, if it made one (also after a crash and a replay)."""
+        return next((c for c in self.commits() if c.metadata.get("run_id") == run_id), None)
+
+    def version(self) -> int:
+        return one(self.delta().history(1))["version"]
+
+    def count(self) -> int:
+        return self.read().count()
+
+    def max_value(self, column: str) -> str | None:
+        return one(self.read().agg(F.max(column)))[0]
+
+    def vacuum(self) -> None:
+        """Delete files the table stopped using longer ago than its `delta.deletedFileRetentionDuration`.
+
+        Our tables are unpartitioned, one directory, so the listing gets the cluster's parallelism instead of
+        Spark's default of 10,000 tasks (which alone takes tens of seconds on a small machine)."""
+        session = self.spark.newSession()
+        session.conf.set(
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism", str(self.spark.sparkContext.defaultParallelism)
+        )
+        self.delta(session).vacuum()
+
+    def _committing(self, metadata: dict, run_id: str) -> SparkSession:
+        """A session of the commit's own carrying its metadata and idempotency key."""
+        session = self.spark.newSession()
+        session.conf.set(_USER_METADATA_CONF, encode(metadata))
+        session.conf.set(_TXN_APP_ID_CONF, txn_app_id(run_id))
+        session.conf.set(_TXN_VERSION_CONF, str(_TXN_VERSION))
+        return session
+
+
+class StreamTable(Table):
+    """One stream's table: rows unique by id, written by one MERGE or one overwrite per run."""
+
+    def __init__(
+        self, spark: SparkSession, path: str, stream: Stream, properties: dict[str, str], *, name: str | None = None
+    ):
+        super().__init__(spark, path, table_schema(stream), properties, name=name)
+        self.stream = stream
+
+    def overwrite(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
+        """Replace the table's rows in one commit: readers see the old table or the new one, never half.
+        The table's metadata (properties, comments) is kept."""
+        writer = (
+            rows.select(*self.schema.fieldNames())
+            .write.format("delta")
+            .mode("overwrite")
+            .option("userMetadata", encode(metadata))
+            .option("txnAppId", txn_app_id(run_id))
+            .option("txnVersion", str(_TXN_VERSION))
+        )
+        with_retries(lambda: writer.save(self.path), f"overwriting {self}")
+
+    def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> bool:
+        """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer;
+        False, and no commit, when no row would change.
+
+        Only the rows that change the table reach the MERGE: Delta rewrites (or marks deleted in) every file
+        holding a matched row, even one the condition then leaves alone, so the unchanged records a look-back
+        re-reads would rewrite files and hand downstream readers rows that did not change. A run that found
+        nothing new leaves the table and its history alone.
+
+        `ids` (the first and last id of `rows`) bounds the table side of both joins: every row an id of `rows`
+        can match lies in that range, so the result is the same, but Delta skips the files whose id statistics
+        lie outside it. Ids grow with creation time, so an incremental sync, which re-reads recent records,
+        reads the table's newest files instead of all of them."""
+        in_range = F.col(f"t.{PRIMARY_KEY}").between(*ids) if ids is not None else F.lit(True)
+        condition = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
+        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw")
+        changing = (
+            rows.alias("s")
+            .join(table.alias("t").where(in_range), condition, "left")
+            .where(NEWER)
+            .select("s.*")
+            .persist(StorageLevel.DISK_ONLY)
+        )  # disk: the heap stays flat
+        try:
+            if not changing.count():
+                return False
+            session = self._committing(metadata, run_id)
+
+            def attempt() -> None:  # NEWER again: a concurrent writer may have changed the table since
+                (
+                    self.delta(session)
+                    .alias("t")
+                    .merge(changing.alias("s"), condition & in_range)
+                    .whenMatchedUpdateAll(condition=NEWER)
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
+
+            with_retries(attempt, f"merging into {self}")
+            return True
+        finally:
+            changing.unpersist()
+
+    def changes(self, commit: CommitInfo) -> RowChanges:
+        """Rows one commit inserted, updated and deleted: a MERGE reports them in its operation metrics; an
+        overwrite is compared, by id, with the version it replaced."""
+        m = commit.metrics
+        if commit.operation == "MERGE":
+            return RowChanges(
+                int(m.get("numTargetRowsInserted", 0)),
+                int(m.get("numTargetRowsUpdated", 0)),
+                int(m.get("numTargetRowsDeleted", 0)),
+            )
+        if m.get("numRemovedFiles") == "0":  # it replaced an empty table: every row is new
+            return RowChanges(int(m.get("numOutputRows", 0)), 0, 0)
+        before = self._version(commit.read_version if commit.read_version is not None else commit.version - 1)
+        after = self._version(commit.version)
+        counts = one(
+            before.alias("b")
+            .join(after.alias("a"), PRIMARY_KEY, "full_outer")
+            .agg(
+                F.count_if(F.col("b._present").isNull() & F.col("a._present")).alias("inserted"),
+                F.count_if(
+                    F.col("b._present") & F.col("a._present") & ~F.col("b._raw").eqNullSafe(F.col("a._raw"))
+                ).alias("updated"),
+                F.count_if(F.col("b._present") & F.col("a._present").isNull()).alias("deleted"),
+            )
+        )
+        return RowChanges(counts["inserted"], counts["updated"], counts["deleted"])
+
+    def _version(self, version: int) -> DataFrame:
+        return (
+            self.spark.read.format("delta")
+            .option("versionAsOf", version)
+            .load(self.path)
+            .select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present"))
+        )
+
+
+def one(frame: DataFrame) -> Row:
+    """The first row of a frame that has one (an aggregate, a history of a table that exists)."""
+    row = frame.first()
+    if row is None:
+        raise LookupError("expected a row, got none")
+    return row
+
+
+def txn_app_id(run_id: str) -> str:
+    """The idempotent-write key of a run: Delta skips a second commit by the same app id and version."""
+    return f"wootric-ingest:{run_id}"
+
+
+def encode(metadata: dict) -> str:
+    return json.dumps({METADATA_KEY: metadata}, sort_keys=True, default=str)
+
+
+def decode(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return None
+    return payload.get(METADATA_KEY) if isinstance(payload, dict) else None
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,144 @@
+"""One run of the job: for each selected stream, plan it, then sync it (extract to staging, land in Delta).
+
+One Spark session serves every stream. The driver fetches the streams one after another (the client's
+rate limit is shared by all of them); each fetched stream is handed to a landing thread of its own, so it
+lands while the next stream is fetched, beside the landings of streams fetched before. A stream lands once
+per run, after its own fetch, so its commits keep their order; results come back in stream order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pyspark.sql import SparkSession
+
+from wootric_ingest import redaction
+from wootric_ingest.api import WootricClient
+from wootric_ingest.config import SourceConfig, StreamConfig
+from wootric_ingest.lake.lakehouse import Lakehouse
+from wootric_ingest.lake.staging import StagingArea
+from wootric_ingest.lake.state import read_state
+from wootric_ingest.run.landing import Fetched, extract, land
+from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
+from wootric_ingest.run.progress import Progress
+from wootric_ingest.run.result import FAILED, OK, StreamResult
+from wootric_ingest.run.resume import staging_for
+
+log = logging.getLogger(__name__)
+
+_MAX_ERROR_CHARS = 4000
+
+
+def selected_streams(config: SourceConfig, names: tuple[str, ...]) -> list[StreamConfig]:
+    """The configured streams a run or plan covers: those named, or all."""
+    return [s for s in config.streams if not names or s.name in names]
+
+
+def plans(lakehouse: Lakehouse, options: RunOptions, now: datetime) -> list[Plan]:
+    """Each selected stream's plan, from its table's state."""
+    config = lakehouse.config
+    return [
+        plan_stream(config, s, read_state(lakehouse.table(s)), options, now)
+        for s in selected_streams(config, options.streams)
+    ]
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One stream on its way through a run: when it started and what it planned."""
+
+    config: StreamConfig
+    started_at: datetime
+    plan: Plan | None = None
+
+
+def run(
+    config: SourceConfig,
+    spark: SparkSession,
+    options: RunOptions = RunOptions(),
+    *,
+    client: WootricClient | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> list[StreamResult]:
+    """Sync every selected stream, recording each in the run history; a failed stream gets status `failed`
+    (and its history row) and the others still run."""
+    now = now or datetime.now(timezone.utc)
+    run_id = options.run_id or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    lakehouse = Lakehouse(config, spark)
+    selected = selected_streams(config, options.streams)
+    progress = progress or Progress()
+    own_client = client is None
+    client = client or WootricClient(config.api)
+    try:
+        client.authenticate()  # bad credentials fail here, before any table is touched
+        locks = lakehouse.locks(selected, run_id)
+        with (
+            locks,
+            ThreadPoolExecutor(max_workers=max(len(selected), 1), thread_name_prefix="wootric-landing") as lander,
+        ):
+            landed: list[Future[StreamResult]] = []
+            for stream_config in selected:
+                locks.check()
+                stream = _Stream(stream_config, datetime.now(timezone.utc))
+                try:
+                    table = lakehouse.table(stream_config)
+                    plan = plan_stream(config, stream_config, read_state(table), options, now)
+                    stream = _Stream(stream_config, stream.started_at, plan)
+                    log.info("%s: %s sync (%s) into %s", plan.stream.name, plan.mode.value, plan.reason, table)
+                    staging = staging_for(lakehouse, run_id, table)
+                    fetched = extract(client, staging, plan, progress)
+                except Exception as e:  # one stream's failure is recorded and reported; the other streams still run
+                    landed.append(lander.submit(_record, lakehouse, run_id, options, _failed(lakehouse, stream, e)))
+                    continue
+                landed.append(lander.submit(_land, lakehouse, run_id, options, stream, staging, fetched))
+            return [future.result() for future in landed]
+    finally:
+        if own_client:
+            client.close()
+
+
+def _land(
+    lakehouse: Lakehouse, run_id: str, options: RunOptions, stream: _Stream, staging: StagingArea, fetched: Fetched
+) -> StreamResult:
+    """On a landing thread: land one fetched stream, remove its staging, then record it in the run history."""
+    assert stream.plan is not None
+    try:
+        landed = land(lakehouse, staging, stream.plan, run_id)
+        staging.cleanup()
+        result = _result(lakehouse, stream, OK, fetched=fetched, landed=landed)
+    except Exception as e:  # recorded like a failed fetch; the other streams still land
+        result = _failed(lakehouse, stream, e, fetched)
+    return _record(lakehouse, run_id, options, result)
+
+
+def _record(lakehouse: Lakehouse, run_id: str, options: RunOptions, result: StreamResult) -> StreamResult:
+    lakehouse.runs.record(result.run_row(run_id), replace=options.run_id is not None)
+    return result
+
+
+def _result(lakehouse: Lakehouse, stream: _Stream, status: str, **steps) -> StreamResult:
+    return StreamResult(
+        stream.config.name,
+        status,
+        str(lakehouse.table(stream.config)),
+        stream.started_at,
+        datetime.now(timezone.utc),
+        stream.plan,
+        **steps,
+    )
+
+
+def _failed(lakehouse: Lakehouse, stream: _Stream, error: Exception, fetched: Fetched | None = None) -> StreamResult:
+    """A failed stream's result: what it had fetched (if anything) and why it failed."""
+    log.error("%s: sync failed", stream.config.name, exc_info=error)
+    return _result(lakehouse, stream, FAILED, fetched=fetched, error=_error_text(error))
+
+
+def _error_text(error: Exception) -> str:
+    """An exception as history and summaries show it: type and message, secrets redacted, bounded in size."""
+    return redaction.redact(f"{type(error).__name__}: {error}".strip())[:_MAX_ERROR_CHARS]

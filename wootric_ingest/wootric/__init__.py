@@ -1,8 +1,0 @@
-"""The Wootric REST API: authentication, rate limiting and pagination past the 30-page cap."""
-from wootric_ingest.wootric.client import Batch, WootricClient
-from wootric_ingest.wootric.errors import ApiError, CredentialsRejected, CrowdedSecond, GaveUp, WootricError
-from wootric_ingest.wootric.regions import endpoints
-from wootric_ingest.wootric.transport import RetryPolicy
-
-__all__ = ["ApiError", "Batch", "CredentialsRejected", "CrowdedSecond", "GaveUp", "RetryPolicy", "WootricClient",
-           "WootricError", "endpoints"]
