@@ -170,8 +170,9 @@ class SandboxProcess:
 
 
 class Worker:
-    """The job worker process (its own process group, so a kill takes its JVM with it), with a spare one
-    starting in the background, so a kill costs the wait for the spare's Spark, not a whole start-up."""
+    """The job worker process (its own process group, so a kill takes its JVM with it). Before a run that will
+    be killed, a spare one starts in the background, so the kill costs the wait for the spare's Spark, not a
+    whole start-up; runs that will not be killed start no spare (on two cores it would slow the run down)."""
 
     def __init__(self, workdir: Path, env: dict[str, str]):
         self.workdir, self.env = workdir, env
@@ -196,17 +197,18 @@ class Worker:
         return process
 
     def start(self) -> None:
-        """Make the spare (or a new process) the worker once its Spark is up, and start the next spare."""
-        process = self._spare or self._spawn()
-        self._spare = self._spawn()
+        """Make the spare (or a new process) the worker once its Spark is up."""
+        process, self._spare = self._spare or self._spawn(), None
         if json.loads(process.stdout.readline() or "{}").get("ready") is not True:
             raise RuntimeError(f"the job worker did not start; see {self.workdir / 'worker.log'}")
         self.process = process
 
-    def run(self, config: Path, log: Path, kill_when) -> str:
+    def run(self, config: Path, log: Path, kill_when, *, will_kill: bool) -> str:
         """Run the job once: "ok", "failed", or "killed:<point>" when `kill_when()` names a point first."""
         if self.process is None:
             self.start()
+        if will_kill and self._spare is None:
+            self._spare = self._spawn()
         self._send({"run": str(config), "log": str(log)})
         selector = selectors.DefaultSelector()
         selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -416,7 +418,7 @@ class Chaos:
             return point if reached else None
 
         log = self.workdir / f"run-{n:03d}.log"
-        outcome = self.worker.run(self.config_path, log, kill_when)
+        outcome = self.worker.run(self.config_path, log, kill_when, will_kill=point is not None)
         if outcome in ("ok", "failed"):
             self.run_seconds.append(time.monotonic() - began)
         return outcome, log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""

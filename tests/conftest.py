@@ -7,6 +7,7 @@ test errors loudly, so a broken install is seen.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,12 @@ import pytest
 from wootric_ingest.config import SourceConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Test tables are tiny: one shuffle partition and one Delta snapshot partition are enough, in this process's
+# session and in every job and chaos-worker JVM a test starts (they inherit the environment).
+os.environ.setdefault(
+    "WOOTRIC_SPARK_CONF", "spark.sql.shuffle.partitions=1 spark.databricks.delta.snapshotPartitions=1"
+)
 
 
 @pytest.fixture(scope="session")

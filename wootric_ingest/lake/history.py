@@ -18,7 +18,7 @@ from pyspark.sql.types import DoubleType, LongType, MapType, StringType, StructT
 
 from wootric_ingest import redaction
 from wootric_ingest.lake.schemas import column
-from wootric_ingest.lake.tables import Table, with_retries
+from wootric_ingest.lake.tables import Table, literal_row, with_retries
 
 RUNS_SCHEMA = StructType(
     [
@@ -98,7 +98,7 @@ class RunHistory:
         replaces the one an earlier attempt recorded for the same run and stream."""
         values = asdict(row)
         values["error"] = redaction.redact(row.error) if row.error else None
-        frame = self.table.spark.createDataFrame([tuple(values[f.name] for f in RUNS_SCHEMA.fields)], RUNS_SCHEMA)
+        frame = literal_row(self.table.spark, RUNS_SCHEMA, values)
         with self._lock:
             if not self._ready:
                 self.table.ensure()

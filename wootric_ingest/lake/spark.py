@@ -97,6 +97,9 @@ def get_spark(app_name: str = "wootric-ingest", scratch: str | os.PathLike | Non
             .set("spark.sql.warehouse.dir", str(scratch_dir / "warehouse"))
             .set("spark.driver.extraJavaOptions", java_options)
             .setAll(list(LOCAL_CONF.items()))
+            .setAll(
+                [(k, v) for k, _, v in (kv.partition("=") for kv in os.environ.get("WOOTRIC_SPARK_CONF", "").split())]
+            )
         )
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run with this environment's packages
         gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})

@@ -28,9 +28,9 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import DataType, MapType, StructType
 from pyspark.storagelevel import StorageLevel
 
 from wootric_ingest.lake.schemas import table_schema
@@ -206,11 +206,17 @@ class Table:
     def max_value(self, column: str) -> str | None:
         return one(self.read().agg(F.max(column)))[0]
 
-    def vacuum(self) -> None:
-        """Delete files the table stopped using longer ago than its `delta.deletedFileRetentionDuration`.
+    def vacuum(self, retention_days: int) -> None:
+        """Delete files the table stopped using longer ago than its `delta.deletedFileRetentionDuration`
+        (`retention_days`).
 
+        A table whose whole history (version 0 included) is younger than the retention cannot have such files,
+        so it is left alone: a vacuum lists every file of the table, which costs seconds even on a small one.
         Our tables are unpartitioned, one directory, so the listing gets the cluster's parallelism instead of
         Spark's default of 10,000 tasks (which alone takes tens of seconds on a small machine)."""
+        cutoff = F.current_timestamp() - F.expr(f"INTERVAL {int(retention_days)} DAYS")
+        if one(self.delta().history().agg((F.min("version") == 0) & (F.min("timestamp") > cutoff)))[0]:
+            return
         session = self.spark.newSession()
         session.conf.set(
             "spark.sql.sources.parallelPartitionDiscovery.parallelism", str(self.spark.sparkContext.defaultParallelism)
@@ -325,6 +331,18 @@ class StreamTable(Table):
             .load(self.path)
             .select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present"))
         )
+
+
+def literal_row(spark: SparkSession, schema: StructType, values: dict) -> DataFrame:
+    """One row of literals in the JVM: no Python worker to start, as `createDataFrame` of local data needs (a
+    second per row on a small machine)."""
+
+    def literal(value: object, dtype: DataType) -> Column:
+        if isinstance(dtype, MapType) and isinstance(value, dict):
+            return F.create_map(*[part for k, v in value.items() for part in (F.lit(k), F.lit(v))]).cast(dtype)
+        return F.lit(value).cast(dtype)
+
+    return spark.range(1).select(*[literal(values[f.name], f.dataType).alias(f.name) for f in schema.fields])
 
 
 def one(frame: DataFrame) -> Row:

@@ -158,7 +158,7 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
             "%s: values that did not fit their column's type landed as null (kept in _raw): %s", stream.name, mismatches
         )
     if committed_now and plan.mode is SyncMode.FULL and version_before > 0:  # 0 is the empty table's creation
-        table.vacuum()
+        table.vacuum(lakehouse.config.delta_log_retention_days)
     if commit is None:
         mode, reason, changes, version, bookmark = plan.mode, plan.reason, None, version_before, plan.bookmark
     else:
