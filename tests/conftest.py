@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,10 +82,17 @@ def config_dict(**sections) -> dict:
 
 @pytest.fixture
 def make_config(tmp_path: Path):
-    """Build a validated SourceConfig pointing at a sandbox and a fresh lakehouse under tmp_path."""
+    """Build a validated SourceConfig pointing at a sandbox and a fresh lakehouse under tmp_path; with
+    `tables="managed"`, managed tables by name in the session catalog, in schemas of this test's own (the
+    session catalog outlives a test)."""
 
-    def build(sandbox=None, **sections) -> SourceConfig:
+    def build(sandbox=None, tables: str = "path", **sections) -> SourceConfig:
         data = config_dict(**sections)
+        if tables == "managed":
+            own = uuid.uuid4().hex[:8]
+            data["catalog"].update(tables="managed", job_schema=f"jobs_{own}")
+            for stream in data["streams"].values():
+                stream["layer"] = f"{stream['layer']}_{own}"
         if sandbox is not None:
             data["source"]["api"] = {
                 "base_url": sandbox.base_url,
@@ -94,6 +102,24 @@ def make_config(tmp_path: Path):
         return parse_config(data, base=tmp_path, environ={})
 
     return build
+
+
+@pytest.fixture(params=["path", "managed"])
+def table_mode(request) -> str:
+    """Both ways tables can live: at paths, and managed by name (Unity Catalog on Databricks; here the session
+    catalog, which takes the same code path as a three-part name)."""
+    return request.param
+
+
+def lakehouse(spark, config: SourceConfig):
+    from wootric_ingest.lake.lakehouse import Lakehouse
+
+    return Lakehouse(config, spark)
+
+
+def read_table(spark, config: SourceConfig, stream: str):
+    """A stream's table as Spark reads it, wherever it lives."""
+    return lakehouse(spark, config).table(config.stream(stream)).read()
 
 
 def table_path(config: SourceConfig, stream: str) -> str:

@@ -9,7 +9,16 @@ import pytest
 
 from tests.conftest import config_dict
 from wootric_ingest import redaction
-from wootric_ingest.config import ConfigError, SyncType, load_config, parse_config
+from wootric_ingest.config import (
+    ConfigError,
+    Deletes,
+    FullSyncWrite,
+    SyncType,
+    TableMode,
+    load_config,
+    parse_config,
+)
+from wootric_ingest.lake.layout import Layout
 
 from conftest import table_path
 
@@ -54,6 +63,46 @@ def test_a_valid_file_becomes_a_typed_config_with_defaults(tmp_path: Path):
     assert declines.sync_type is SyncType.FULL_TABLE
     assert table_path(config, "responses") == f"{Path.cwd() / 'lake'}/raw/wootric/wootric_responses"
     assert table_path(config, "declines") == f"{Path.cwd() / 'lake'}/raw/wootric_nps_declines"
+    catalog = config.catalog
+    assert (catalog.tables, catalog.metastore, catalog.job_schema, catalog.change_data_feed) == (
+        TableMode.PATH,
+        False,
+        "wootric_ingest",
+        True,
+    )
+    assert catalog.full_sync_write is FullSyncWrite.REWRITE and responses.deletes is Deletes.HARD
+
+
+def test_managed_tables_take_names_from_the_catalog_and_the_layers():
+    config = parse_config(
+        config_dict(catalog={"tables": "managed", "name": "main", "root": "/Volumes/main/w/files"}), environ={}
+    )
+    layout = Layout(config.catalog)
+    assert layout.metastore_name(config.stream("responses")) == "`main`.`raw`.`wootric_responses`"
+    assert (layout.runs_name, layout.rejected_name) == (
+        "`main`.`wootric_ingest`.`wootric_runs`",
+        "`main`.`wootric_ingest`.`wootric_rejected`",
+    )
+    assert layout.staging_root == "/Volumes/main/w/files/_wootric_ingest/staging"
+
+
+def test_table_modes_refuse_what_cannot_work_and_name_what_is_allowed():
+    assert problems(config_dict(catalog={"tables": "external"})) == [
+        "catalog.tables: 'external' is not allowed; use one of: path, managed"
+    ]
+    assert problems(config_dict(catalog={"tables": "managed", "metastore": True})) == [
+        "catalog.metastore: applies to path tables only; managed tables are always registered by name"
+    ]
+    (volume,) = problems(config_dict(catalog={"metastore": True, "root": "/Volumes/main/wootric/lakehouse"}))
+    assert volume.startswith("catalog.metastore: Unity Catalog cannot register a table on files inside a volume")
+    assert "use catalog.tables: managed" in volume
+    assert problems(config_dict(catalog={"change_data_feed": "yes", "full_sync_write": "upsert"})) == [
+        "catalog.change_data_feed: must be true or false, got 'yes'",
+        "catalog.full_sync_write: 'upsert' is not allowed; use one of: rewrite, merge",
+    ]
+    assert problems(with_stream("declines", deletes="archive")) == [
+        "streams.declines.deletes: 'archive' is not allowed; use one of: hard, soft"
+    ]
 
 
 def test_a_description_over_140_characters_is_refused():
@@ -64,7 +113,7 @@ def test_a_description_over_140_characters_is_refused():
 def test_a_misspelt_key_is_named_with_a_suggestion_and_the_allowed_keys():
     assert problems(with_stream("end_users", sync_typ="FULL_TABLE")) == [
         "streams.end_users.sync_typ: unknown key (did you mean 'sync_type'?); "
-        "allowed: folder, layer, lookback_days, sync_type, table"
+        "allowed: deletes, folder, layer, lookback_days, sync_type, table"
     ]
     data = config_dict()
     data["stream"] = data.pop("streams")

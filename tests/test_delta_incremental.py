@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 
 import deltalake
 import pytest
-from delta.tables import DeltaTable
 
 from sandbox import Sandbox, SandboxOptions
 from sandbox.data import DEFAULT_END
@@ -21,7 +20,7 @@ from wootric_ingest.run.job import run
 from wootric_ingest.run.planning import RunOptions
 from wootric_ingest.schedule import Cron
 
-from conftest import table_path
+from conftest import lakehouse, read_table, table_path
 from test_sink import assert_delta_rs_reads_the_same_rows
 
 STREAMS = ("end_users", "responses", "declines")
@@ -42,14 +41,13 @@ def source(sandbox, stream: str) -> dict[str, dict]:
 
 
 def landed(spark, config, stream: str) -> dict[str, dict]:
-    rows = spark.read.format("delta").load(table_path(config, stream)).collect()
+    rows = read_table(spark, config, stream).collect()
     assert len(rows) == len({r["id"] for r in rows}), "a record landed twice"
     return {r["id"]: json.loads(r["_raw"]) for r in rows}
 
 
 def version(spark, config, stream: str) -> int:
-    path = table_path(config, stream)
-    return DeltaTable.forPath(spark, path).history(1).first()["version"]
+    return lakehouse(spark, config).table(config.stream(stream)).version()
 
 
 def changed(before: dict[str, dict], after: dict[str, dict]) -> tuple[int, int, int]:
@@ -61,8 +59,10 @@ def changed(before: dict[str, dict], after: dict[str, dict]) -> tuple[int, int, 
     )
 
 
-def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing(spark, sandbox, make_config):
-    config = make_config(sandbox)
+def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing(
+    spark, sandbox, make_config, table_mode
+):
+    config = make_config(sandbox, tables=table_mode)
     late = sandbox.dataset.add("responses", n=3, at=DEFAULT_END - 5 * 86400)  # recent enough for the look-back
     first = {r.stream_name: r for r in run(config, spark)}
     assert {s: (r.mode, r.status) for s, r in first.items()} == {s: ("FULL", "ok") for s in STREAMS}
@@ -92,10 +92,10 @@ def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing
         assert (second[stream].rows_inserted, second[stream].rows_updated, second[stream].rows_deleted) == changed(
             before[stream], now
         ), stream
-        # Plain Delta that any reader opens: no reader features, and delta-rs sees the same rows.
-        path = table_path(config, stream)
-        assert deltalake.DeltaTable(path).protocol().min_reader_version == 1
-        assert_delta_rs_reads_the_same_rows(spark, path)
+        if table_mode == "path":  # plain Delta that any reader opens: no reader features; delta-rs agrees
+            path = table_path(config, stream)
+            assert deltalake.DeltaTable(path).protocol().min_reader_version == 1
+            assert_delta_rs_reads_the_same_rows(spark, path)
 
     # The run is retried after a crash that followed its commits: nothing is committed again.
     versions = {stream: version(spark, config, stream) for stream in STREAMS}
@@ -104,13 +104,13 @@ def test_incremental_runs_follow_the_source_exactly_and_a_replay_commits_nothing
     assert {s: (r.table_version, r.rows_inserted, r.rows_updated, r.rows_deleted) for s, r in replay.items()} == {
         s: (r.table_version, r.rows_inserted, r.rows_updated, r.rows_deleted) for s, r in second.items()
     }
-    runs = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs")
+    runs = lakehouse(spark, config).runs.table.read()
     assert runs.where("run_id = 'nightly-2'").count() == len(STREAMS)
 
 
-def test_a_scheduled_full_sync_removes_deleted_records_in_one_commit(spark, sandbox, make_config):
+def test_a_scheduled_full_sync_removes_deleted_records_in_one_commit(spark, sandbox, make_config, table_mode):
     schedule = {"cron": "0 3 * * *", "timezone": "America/New_York"}
-    config = make_config(sandbox, source={"additional_full_sync": schedule})
+    config = make_config(sandbox, tables=table_mode, source={"additional_full_sync": schedule})
     fired = Cron.parse(schedule["cron"], schedule["timezone"]).last_fire(datetime.now(timezone.utc))
     only = RunOptions(streams=("end_users",))
 
@@ -120,7 +120,7 @@ def test_a_scheduled_full_sync_removes_deleted_records_in_one_commit(spark, sand
     assert quiet.mode == "INCREMENTAL"
     assert {str(i) for i in gone} <= landed(spark, config, "end_users").keys(), "an incremental sync deleted"
 
-    path = table_path(config, "end_users")
+    table = lakehouse(spark, config).table(config.stream("end_users"))
     before = version(spark, config, "end_users")
     due = run(config, spark, only, now=fired + timedelta(days=1, minutes=1))[0]
 
@@ -129,7 +129,7 @@ def test_a_scheduled_full_sync_removes_deleted_records_in_one_commit(spark, sand
     assert due.rows_deleted == len(gone)
     commits = [
         c
-        for c in DeltaTable.forPath(spark, path).history().collect()
+        for c in table.delta().history().collect()
         if c["version"] > before and not c["operation"].startswith("VACUUM")
     ]
     assert [(c["operation"], decode(c["userMetadata"])["sync"]) for c in commits] == [("WRITE", "FULL")]

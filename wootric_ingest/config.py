@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -33,6 +33,7 @@ _UNSAFE_IN_PATH = re.compile(r"[\'\"`;\x00-\x1f]")
 CRON_HINT = "a five-field cron expression (minute hour day-of-month month day-of-week), e.g. '0 6 * * *'"
 
 SecretReader = Callable[[str, str], str]
+E = TypeVar("E", bound=enum.Enum)
 
 
 class ConfigError(ValueError):
@@ -89,12 +90,46 @@ class ApiConfig:
     retry_give_up_seconds: int = 900
 
 
+class TableMode(str, enum.Enum):
+    """Where the tables live: at paths under `root` (optionally registered by name), or as managed tables
+    addressed only by name (Unity Catalog), with `root` keeping the job's files."""
+
+    PATH = "path"
+    MANAGED = "managed"
+
+
+class FullSyncWrite(str, enum.Enum):
+    """How a full sync writes: one overwrite commit, or one MERGE that changes only the rows that changed."""
+
+    REWRITE = "rewrite"
+    MERGE = "merge"
+
+
+class Deletes(str, enum.Enum):
+    """What a full sync does with a row whose record the source no longer has: remove it, or mark it."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
+DEFAULT_JOB_SCHEMA = "wootric_ingest"
+
+
 @dataclass(frozen=True)
 class CatalogConfig:
     root: str
     table_prefix: str = ""
+    tables: TableMode = TableMode.PATH
     metastore: bool = False
     name: str | None = None
+    job_schema: str = DEFAULT_JOB_SCHEMA
+    change_data_feed: bool = True
+    full_sync_write: FullSyncWrite = FullSyncWrite.REWRITE
+
+    @property
+    def registered(self) -> bool:
+        """Whether tables have metastore names: managed tables always do; path tables with `metastore`."""
+        return self.tables is TableMode.MANAGED or self.metastore
 
 
 @dataclass(frozen=True)
@@ -107,6 +142,7 @@ class StreamConfig:
     sync_type: SyncType
     folder: str = ""
     lookback_days: int = 0
+    deletes: Deletes = Deletes.HARD
 
     @property
     def name(self) -> str:
@@ -141,8 +177,17 @@ _KEYS: dict[str, set[str]] = {
     },
     "source.api.auth": {"username", "password", "client_id", "client_secret", "account_token"},
     "schedule": {"cron", "timezone"},
-    "catalog": {"root", "table_prefix", "metastore", "name"},
-    "stream": {"layer", "folder", "table", "sync_type", "lookback_days"},
+    "catalog": {
+        "root",
+        "table_prefix",
+        "tables",
+        "metastore",
+        "name",
+        "job_schema",
+        "change_data_feed",
+        "full_sync_write",
+    },
+    "stream": {"layer", "folder", "table", "sync_type", "lookback_days", "deletes"},
 }
 _SECRET_KEYS = {"password", "client_secret"}
 
@@ -234,6 +279,25 @@ class _Reader:
             return default
         return value
 
+    def boolean(self, value: Any, key: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def choice(self, value: Any, key: str, options: type[E], default: E) -> E:
+        """One of an enum's values, written as its value (case-insensitive)."""
+        if value is None:
+            return default
+        text = str(value).lower() if isinstance(value, str) else None
+        allowed = [o.value for o in options]
+        if text not in allowed:
+            self.problem(key, f"{value!r} is not allowed; use one of: {', '.join(allowed)}")
+            return default
+        return options(text)
+
     def schedule(self, value: Any, key: str, *, required: bool) -> Schedule | None:
         raw = self.mapping(value, key, _KEYS["schedule"], required=required)
         if not raw:
@@ -285,6 +349,11 @@ def _parse_start_date(text: str) -> datetime:
     except ValueError:
         parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _in_volume(root: str) -> bool:
+    """A Unity Catalog volume path (`/Volumes/...`, also as `dbfs:/Volumes/...`)."""
+    return re.match(r"^(dbfs:)?/Volumes/", root) is not None
 
 
 def _resolve_root(root: str, base: Path) -> str:
@@ -351,15 +420,28 @@ def parse_config(
         r.problem("catalog.root", "must not contain '..' segments")
     if _UNSAFE_IN_PATH.search(root):
         r.problem("catalog.root", "must not contain quotes, backticks, semicolons or control characters")
-    metastore = cat_raw.get("metastore", False)
-    if not isinstance(metastore, bool):
-        r.problem("catalog.metastore", f"must be true or false, got {metastore!r}")
-        metastore = False
+    tables = r.choice(cat_raw.get("tables"), "catalog.tables", TableMode, TableMode.PATH)
+    metastore = r.boolean(cat_raw.get("metastore"), "catalog.metastore", False)
+    if metastore and tables is TableMode.MANAGED:
+        r.problem("catalog.metastore", "applies to path tables only; managed tables are always registered by name")
+    if metastore and tables is TableMode.PATH and _in_volume(root):
+        r.problem(
+            "catalog.metastore",
+            f"Unity Catalog cannot register a table on files inside a volume ({root}); "
+            "use catalog.tables: managed (tables by name, the job's files in the "
+            "volume), or leave metastore off",
+        )
     catalog = CatalogConfig(
         root=_resolve_root(root, base or Path.cwd()) if root else "",
         table_prefix=r.identifier(cat_raw.get("table_prefix"), "catalog.table_prefix", required=False),
+        tables=tables,
         metastore=metastore,
         name=r.identifier(cat_raw.get("name"), "catalog.name", required=False) or None,
+        job_schema=r.identifier(cat_raw.get("job_schema"), "catalog.job_schema", required=False) or DEFAULT_JOB_SCHEMA,
+        change_data_feed=r.boolean(cat_raw.get("change_data_feed"), "catalog.change_data_feed", True),
+        full_sync_write=r.choice(
+            cat_raw.get("full_sync_write"), "catalog.full_sync_write", FullSyncWrite, FullSyncWrite.REWRITE
+        ),
     )
     streams = _streams(r, top.get("streams"), catalog.table_prefix)
 
@@ -427,6 +509,7 @@ def _streams(r: _Reader, raw: Any, prefix: str) -> tuple[StreamConfig, ...]:
             folder=r.identifier(s.get("folder"), f"{key}.folder", required=False),
             table=r.identifier(s.get("table", name), f"{key}.table", required=True),
             sync_type=sync_type,
+            deletes=r.choice(s.get("deletes"), f"{key}.deletes", Deletes, Deletes.HARD),
             lookback_days=r.integer(
                 s.get("lookback_days"), f"{key}.lookback_days", STREAMS[name].default_lookback_days, minimum=0
             ),

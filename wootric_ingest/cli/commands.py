@@ -257,9 +257,23 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
             f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
             f"(the API's '{stream.cursor_filter}' filter)"
         )
-        print(f"  writes  {table.path} ({write})")
-        if table.name:
-            print(f"  name    {table.name} (in the metastore)")
+        if table.managed:
+            print(f"  writes  {table.name} (a managed table; {write})")
+            if plan.config.folder:
+                print(
+                    f"  folder  '{plan.config.folder}' is not part of a managed table's three-level name; "
+                    "it only names this table's lock file"
+                )
+        else:
+            print(f"  writes  {table.path} ({write})")
+            if table.name:
+                print(f"  name    {table.name} (in the metastore)")
+        left = lakehouse.path_table_left_behind(plan.config)
+        if left:
+            print(
+                f"  note    a path table of this stream exists at {left}: the managed table is new and a full "
+                "sync fills it (README: moving a source to managed tables)"
+            )
         print(f"  table   {properties}")
 
 

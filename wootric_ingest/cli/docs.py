@@ -33,8 +33,11 @@ def markdown() -> str:
     lines = [
         "## Tables written",
         "",
-        "Each configured stream lands in one Delta table at `{catalog.root}/{layer}/{folder}/{table_prefix}{table}` "
-        "(without the folder segment when none is set). Columns are the fields below, in this order, with these "
+        "Each configured stream lands in one Delta table: at `{catalog.root}/{layer}/{folder}/{table_prefix}{table}` "
+        "(without the folder segment when none is set), or, with `catalog.tables: managed`, the managed table "
+        "`{catalog.name}.{layer}.{table_prefix}{table}`. Every table has the change data feed on (unless "
+        "`catalog.change_data_feed` is false) and a table comment. Columns are the fields below, in this order, with "
+        "these "
         "descriptions as column comments, then the metadata columns. Nested fields are struct columns "
         "(`properties.name` is the `name` field of the `properties` struct). Timestamps are strings in ISO-8601 UTC "
         "(`2018-01-03T07:03:41Z`), so string order is time order. Rows are unique by `id`.",

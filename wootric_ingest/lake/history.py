@@ -106,7 +106,7 @@ class RunHistory:
 
             def attempt() -> None:
                 if not replace:
-                    frame.write.format("delta").mode("append").save(self.table.path)
+                    self.table.append(frame)
                     return
                 (
                     self.table.delta()

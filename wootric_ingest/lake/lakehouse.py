@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from wootric_ingest.config import SourceConfig, StreamConfig
 from wootric_ingest.lake.history import RUNS_SCHEMA, RunHistory
@@ -22,15 +24,17 @@ from wootric_ingest.lake.storage import Storage, storage_for
 from wootric_ingest.lake.tables import StreamTable, Table
 
 
-def table_properties(retention_days: int) -> dict[str, str]:
+def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, str]:
     """The Delta properties every table gets: log and deleted-file retention of the configured days, so time
     travel reaches back exactly that far. The idempotent-write ids each run leaves in the log (one per table)
-    expire after as long, instead of piling up forever; a replay comes within minutes, not days."""
+    expire after as long, instead of piling up forever; a replay comes within minutes, not days. The change
+    data feed is how a downstream pipeline follows a table that MERGEs (README: "Following these tables")."""
     days = f"interval {retention_days} days"
     return {
         "delta.logRetentionDuration": days,
         "delta.deletedFileRetentionDuration": days,
         "delta.setTransactionRetentionDuration": days,
+        "delta.enableChangeDataFeed": str(change_data_feed).lower(),
     }
 
 
@@ -38,7 +42,7 @@ class Lakehouse:
     def __init__(self, config: SourceConfig, spark: SparkSession):
         self.config, self.spark = config, spark
         self.layout = Layout(config.catalog)
-        self.properties = table_properties(config.delta_log_retention_days)
+        self.properties = table_properties(config.delta_log_retention_days, config.catalog.change_data_feed)
         self._tables: dict[str, StreamTable] = {}
         self._lock = threading.Lock()
 
@@ -53,20 +57,57 @@ class Lakehouse:
             if stream.name not in self._tables:
                 self._tables[stream.name] = StreamTable(
                     self.spark,
-                    self.layout.table_path(stream),
                     stream.stream,
                     self.properties,
+                    path=None if self.layout.managed else self.layout.table_path(stream),
                     name=self.layout.metastore_name(stream),
+                    comment=self._comment(f"{stream.stream.description} Wootric stream {stream.name}, one row per id"),
                 )
             return self._tables[stream.name]
 
     @cached_property
     def runs(self) -> RunHistory:
-        return RunHistory(Table(self.spark, self.layout.runs_path, RUNS_SCHEMA, self.properties))
+        return RunHistory(
+            self._job_table(
+                self.layout.runs_path,
+                self.layout.runs_name,
+                RUNS_SCHEMA,
+                "the job's run history, one row per stream per run",
+            )
+        )
 
     @cached_property
     def rejected(self) -> RejectedRecords:
-        return RejectedRecords(Table(self.spark, self.layout.rejected_path, REJECTED_SCHEMA, self.properties))
+        return RejectedRecords(
+            self._job_table(
+                self.layout.rejected_path,
+                self.layout.rejected_name,
+                REJECTED_SCHEMA,
+                "records the API sent that could not be keyed, with the reason",
+            )
+        )
+
+    def _job_table(self, path: str, name: str | None, schema: StructType, holds: str) -> Table:
+        return Table(
+            self.spark,
+            schema,
+            self.properties,
+            path=None if self.layout.managed else path,
+            name=name,
+            comment=self._comment(holds),
+        )
+
+    def _comment(self, holds: str) -> str:
+        """A table's comment: the source's description, then what the table holds."""
+        return f"{self.config.description} ({holds}; written by wootric-ingest)"
+
+    def path_table_left_behind(self, stream: StreamConfig) -> str | None:
+        """In managed mode, the path where path mode kept this stream's table, if a Delta table is still there (a
+        source moved to managed tables starts them afresh; its old history stays there)."""
+        if not self.layout.managed:
+            return None
+        path = self.layout.table_path(stream)
+        return path if DeltaTable.isDeltaTable(self.spark, path) else None
 
     def staging(self, run_id: str, stream: str, **batching: int) -> StagingArea:
         """The staging of one stream in one run (opening an existing one resumes it)."""

@@ -1,13 +1,14 @@
-"""Where everything of one source lives under its catalog: the stream tables, their metastore names, and the
-job's own files and tables (runs, rejected, staging, locks). Plain data derived from the config, so the
-chaos harness and validation share it without a Spark session; `Lakehouse` is the one thing that uses it.
+"""Where everything of one source lives: the stream tables (at a path under the root, or managed by name), their
+metastore names, and the job's own tables (runs, rejected) and files (staging, locks, always under the root).
+Plain data derived from the config, so the chaos harness and tests share it without a Spark session;
+`Lakehouse` is the one thing in the job that uses it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wootric_ingest.config import CatalogConfig, StreamConfig
+from wootric_ingest.config import CatalogConfig, StreamConfig, TableMode
 
 JOB_FOLDER = "_wootric_ingest"
 
@@ -32,12 +33,27 @@ class Layout:
         """`{root}/{layer}/{folder}/{prefix}{table}`, without the folder segment when there is none."""
         return "/".join([self.root, stream.layer, *([stream.folder] if stream.folder else []), self.table_name(stream)])
 
+    @property
+    def managed(self) -> bool:
+        return self.catalog.tables is TableMode.MANAGED
+
     def metastore_name(self, stream: StreamConfig) -> str | None:
-        """`{catalog}.{layer}.{prefix}{table}` quoted, or None without `catalog.metastore`; the folder only
-        groups paths."""
-        if not self.catalog.metastore:
+        """`{catalog}.{layer}.{prefix}{table}` quoted (two parts without `catalog.name`), or None for path tables
+        without `catalog.metastore`. The folder has no place in a three-level name: it only groups paths."""
+        return self._name(stream.layer, self.table_name(stream))
+
+    @property
+    def runs_name(self) -> str | None:
+        return self._name(self.catalog.job_schema, f"{self.catalog.table_prefix}runs")
+
+    @property
+    def rejected_name(self) -> str | None:
+        return self._name(self.catalog.job_schema, f"{self.catalog.table_prefix}rejected")
+
+    def _name(self, schema: str, table: str) -> str | None:
+        if not self.catalog.registered:
             return None
-        parts = ([self.catalog.name] if self.catalog.name else []) + [stream.layer, self.table_name(stream)]
+        parts = ([self.catalog.name] if self.catalog.name else []) + [schema, table]
         return ".".join(quote(p) for p in parts)
 
     def lock_name(self, stream: StreamConfig) -> str:

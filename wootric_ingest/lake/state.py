@@ -34,8 +34,10 @@ class TableState:
 
 
 def read_state(table: StreamTable) -> TableState:
+    """The table's state; a table that is not this job's to write is refused here, before anything is planned."""
     if not table.exists():
         return TableState(exists=False)
+    table.check()
     commits = table.commits()
     bookmark = commits[0].metadata.get("bookmark") if commits else None
     source = f"run {commits[0].metadata.get('run_id')}" if bookmark else ""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -108,47 +110,107 @@ class RowChanges:
     deleted: int
 
 
-class Table:
-    """One Delta table at a path, optionally also registered in the metastore under `name` (quoted).
+class CatalogProblem(RuntimeError):
+    """The metastore refused us something: a missing catalog or schema, a missing privilege, or a table by our
+    name that is not ours to write (another schema, another location). One line naming the object."""
 
-    `ensure()` creates it with the schema, column comments and properties when it is missing; otherwise it
-    adds the columns a newer version of the job defines (top level, with their comments; existing rows read
-    them as null) and reconciles the properties with one ALTER, only when they differ.
+
+class Table:
+    """One Delta table: at a path (optionally also registered in the metastore under `name`, quoted), or a
+    managed table addressed only by `name` (`path` None: Unity Catalog decides where its files live).
+
+    `ensure()` creates it with the schema, column comments, table comment and properties when it is missing;
+    otherwise it adds the columns a newer version of the job defines (top level, with their comments; existing
+    rows read them as null) and reconciles the properties with one ALTER, only when they differ.
     """
 
     def __init__(
-        self, spark: SparkSession, path: str, schema: StructType, properties: dict[str, str], *, name: str | None = None
+        self,
+        spark: SparkSession,
+        schema: StructType,
+        properties: dict[str, str],
+        *,
+        path: str | None = None,
+        name: str | None = None,
+        comment: str = "",
     ):
-        self.spark, self.path, self.schema, self.properties, self.name = spark, path, schema, properties, name
+        if path is None and name is None:
+            raise ValueError("a table needs a path or a name")
+        self.spark, self.schema, self.properties = spark, schema, properties
+        self.path, self.name, self.comment = path, name, comment
 
     def __str__(self) -> str:
-        return self.path
+        return self.path or self.name or ""
+
+    @property
+    def managed(self) -> bool:
+        return self.path is None
 
     @property
     def sql(self) -> str:
-        """The table in SQL."""
-        return f"delta.{quote(self.path)}"
+        """The table in SQL: its name when managed, else its path."""
+        return self.name if self.path is None else f"delta.{quote(self.path)}"  # type: ignore[return-value]
 
     def exists(self) -> bool:
+        if self.path is None:
+            with catalog_problems(self):
+                return self.spark.catalog.tableExists(unquoted(self.sql))
         return DeltaTable.isDeltaTable(self.spark, self.path)
 
     def read(self) -> DataFrame:
-        return self.spark.read.format("delta").load(self.path)
+        return self.spark.read.table(self.sql) if self.path is None else self.spark.read.format("delta").load(self.path)
+
+    def read_version(self, version: int) -> DataFrame:
+        """The table as of one of its versions (time travel)."""
+        return self.spark.sql(f"SELECT * FROM {self.sql} VERSION AS OF {int(version)}")
 
     def delta(self, spark: SparkSession | None = None) -> DeltaTable:
+        if self.path is None:
+            return DeltaTable.forName(spark or self.spark, self.sql)
         return DeltaTable.forPath(spark or self.spark, self.path)
 
+    def check(self) -> None:
+        """Refuse, with one line naming it, a table by our name or at our path that this job cannot have
+        written: another kind of table under our managed name, a name registered at another location, a column
+        of another type. Nothing is ever written to such a table."""
+        with catalog_problems(self):
+            if not self.exists():
+                return
+            if self.path is None:
+                found = self.spark.catalog.getTable(unquoted(self.sql))
+                if found.tableType != "MANAGED":
+                    raise CatalogProblem(
+                        f"{self.name} exists as an {found.tableType.lower()} table; this job writes "
+                        "a managed table by that name (rename or drop the existing one, or change "
+                        "the name)"
+                    )
+            elif self.name and self.spark.catalog.tableExists(unquoted(self.name)):
+                location = self._registered_location()
+                if location.removeprefix("file:").rstrip("/") != self.path.removeprefix("file:").rstrip("/"):
+                    raise CatalogProblem(
+                        f"{self.name} is registered at {location}, not at {self.path}: it is not "
+                        "this job's table (rename or drop it, or change the name)"
+                    )
+        existing = {f.name: f for f in self.read().schema.fields}
+        clashing = [f for f in self.schema.fields if f.name in existing and existing[f.name].dataType != f.dataType]
+        if clashing:
+            f = clashing[0]
+            raise CatalogProblem(
+                f"{self} has column {f.name} of type {existing[f.name].dataType.simpleString()}, "
+                f"where this job writes {f.dataType.simpleString()}: it is not this job's table "
+                "(rename or drop it, or point the config elsewhere)"
+            )
+
     def ensure(self) -> None:
-        if not self.exists():
-
-            def create() -> None:
-                builder = DeltaTable.createIfNotExists(self.spark).location(self.path).addColumns(self.schema)
-                for key, value in self.properties.items():
-                    builder = builder.property(key, value)
-                builder.execute()
-
-            with_retries(create, f"creating {self}")
-        existing = set(self.read().columns)
+        with catalog_problems(self):
+            if self.name:
+                self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.name.rsplit('.', 1)[0]}")
+            if not self.exists():
+                with_retries(self._create, f"creating {self}")
+            self.check()
+            if self.name and self.path is not None and not self.spark.catalog.tableExists(unquoted(self.name)):
+                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} USING DELTA LOCATION {sql_string(self.path)}")
+        existing = {f.name: f for f in self.read().schema.fields}
         missing = [f for f in self.schema.fields if f.name not in existing]
         if missing:
             columns = ", ".join(
@@ -171,9 +233,28 @@ class Table:
                 lambda: self.spark.sql(f"ALTER TABLE {self.sql} SET TBLPROPERTIES ({settings})"),
                 f"setting properties on {self}",
             )
-        if self.name:
-            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.name.rsplit('.', 1)[0]}")
-            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} USING DELTA LOCATION {sql_string(self.path)}")
+
+    def append(self, rows: DataFrame) -> None:
+        """Add rows in one commit (an append never conflicts with another append)."""
+        rows.select(*self.schema.fieldNames()).writeTo(self.sql).append()
+
+    def _create(self) -> None:
+        builder = DeltaTable.createIfNotExists(self.spark).addColumns(self.schema).comment(self.comment)
+        builder = builder.tableName(self.name) if self.name else builder
+        builder = builder.location(self.path) if self.path is not None else builder
+        for key, value in self.properties.items():
+            builder = builder.property(key, value)
+        builder.execute()
+
+    def _registered_location(self) -> str:
+        return next(
+            (
+                r["data_type"]
+                for r in self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.name}").collect()
+                if r["col_name"] == "Location"
+            ),
+            "",
+        )
 
     def commits(self, limit: int = 1000) -> list[CommitInfo]:
         """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
@@ -236,23 +317,29 @@ class StreamTable(Table):
     """One stream's table: rows unique by id, written by one MERGE or one overwrite per run."""
 
     def __init__(
-        self, spark: SparkSession, path: str, stream: Stream, properties: dict[str, str], *, name: str | None = None
+        self,
+        spark: SparkSession,
+        stream: Stream,
+        properties: dict[str, str],
+        *,
+        path: str | None = None,
+        name: str | None = None,
+        comment: str = "",
     ):
-        super().__init__(spark, path, table_schema(stream), properties, name=name)
+        super().__init__(spark, table_schema(stream), properties, path=path, name=name, comment=comment)
         self.stream = stream
 
     def overwrite(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
         """Replace the table's rows in one commit: readers see the old table or the new one, never half.
-        The table's metadata (properties, comments) is kept."""
+        The table's metadata (properties, comments) is kept: a WRITE in overwrite mode, not a REPLACE."""
         writer = (
             rows.select(*self.schema.fieldNames())
-            .write.format("delta")
-            .mode("overwrite")
+            .writeTo(self.sql)
             .option("userMetadata", encode(metadata))
             .option("txnAppId", txn_app_id(run_id))
             .option("txnVersion", str(_TXN_VERSION))
         )
-        with_retries(lambda: writer.save(self.path), f"overwriting {self}")
+        with_retries(lambda: writer.overwrite(F.lit(True)), f"overwriting {self}")
 
     def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> bool:
         """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer;
@@ -325,12 +412,7 @@ class StreamTable(Table):
         return RowChanges(counts["inserted"], counts["updated"], counts["deleted"])
 
     def _version(self, version: int) -> DataFrame:
-        return (
-            self.spark.read.format("delta")
-            .option("versionAsOf", version)
-            .load(self.path)
-            .select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present"))
-        )
+        return self.read_version(version).select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present"))
 
 
 def literal_row(spark: SparkSession, schema: StructType, values: dict) -> DataFrame:
@@ -370,6 +452,35 @@ def decode(text: str | None) -> dict | None:
     except ValueError:
         return None
     return payload.get(METADATA_KEY) if isinstance(payload, dict) else None
+
+
+@contextmanager
+def catalog_problems(table: Table) -> Iterator[None]:
+    """The metastore's refusals as one line naming the object and, where the message says, the privilege."""
+    try:
+        yield
+    except CatalogProblem:
+        raise
+    except Exception as e:
+        text = str(e)
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        catalog = unquoted(table.name or "").split(".")[0]
+        if re.search(
+            r"CATALOG_NOT_FOUND|NO_SUCH_CATALOG|REQUIRES_SINGLE_PART_NAMESPACE|Catalog '[^']*' (was )?not found", text
+        ):
+            raise CatalogProblem(
+                f"catalog {catalog} (of {table}) does not exist, or the job's user lacks USE CATALOG on it"
+            ) from None
+        if re.search(r"PERMISSION_DENIED|INSUFFICIENT_PERMISSIONS|does not have .* privilege", text, re.I):
+            privilege = re.search(r"\b(USE CATALOG|USE SCHEMA|CREATE SCHEMA|CREATE TABLE|MODIFY|SELECT|MANAGE)\b", text)
+            needed = privilege.group(1) if privilege else "a privilege"
+            raise CatalogProblem(f"the job's user lacks {needed} for {table}: {first}") from None
+        raise
+
+
+def unquoted(name: str) -> str:
+    """A quoted multi-part name as the catalog API takes it (our names are plain identifiers)."""
+    return name.replace("`", "")
 
 
 def quote(identifier: str) -> str:

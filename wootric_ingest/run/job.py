@@ -72,6 +72,12 @@ def run(
     lakehouse = Lakehouse(config, spark)
     selected = selected_streams(config, options.streams)
     progress = progress or Progress()
+    folders = sorted({s.folder for s in selected if s.folder})
+    if lakehouse.layout.managed and folders:
+        log.info(
+            "managed tables: folder %s is not part of a three-level table name; it only names the tables' lock files",
+            ", ".join(folders),
+        )
     own_client = client is None
     client = client or WootricClient(config.api)
     try:
@@ -87,7 +93,17 @@ def run(
                 stream = _Stream(stream_config, datetime.now(timezone.utc))
                 try:
                     table = lakehouse.table(stream_config)
-                    plan = plan_stream(config, stream_config, read_state(table), options, now)
+                    state = read_state(table)
+                    left = None if state.exists else lakehouse.path_table_left_behind(stream_config)
+                    if left:
+                        log.warning(
+                            "%s: a path table of this stream is at %s; the managed table %s is new and "
+                            "this run fills it with a full sync",
+                            stream_config.name,
+                            left,
+                            table,
+                        )
+                    plan = plan_stream(config, stream_config, state, options, now)
                     stream = _Stream(stream_config, stream.started_at, plan)
                     log.info("%s: %s sync (%s) into %s", plan.stream.name, plan.mode.value, plan.reason, table)
                     staging = staging_for(lakehouse, run_id, table)
