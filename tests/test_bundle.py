@@ -93,6 +93,12 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     scope = {("wootric", "username"): "ana@example.com", ("wootric", "password"): "scope-password-1"}
     config = load_config(uploaded, secret_reader=lambda s, k: scope[(s, k)])
     assert (config.api.auth.username, config.api.auth.password) == ("ana@example.com", "scope-password-1")
+    # It writes Unity Catalog managed tables by name and keeps only the job's files in the volume.
+    assert (config.catalog.tables.value, config.catalog.name, config.catalog.root) == (
+        "managed",
+        "main",
+        "/Volumes/main/wootric/lakehouse",
+    )
 
 
 def test_a_weekday_trigger_becomes_quartz_with_day_names(tmp_path, wheel):

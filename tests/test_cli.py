@@ -71,7 +71,7 @@ def test_an_invalid_config_exits_2_listing_every_problem_without_secrets(tmp_pat
         f"{path} has 2 problem(s):",
         "  - source.description: is 141 characters; at most 140 allowed",
         "  - streams.end_users.sync_typ: unknown key (did you mean 'sync_type'?); "
-        "allowed: folder, layer, lookback_days, sync_type, table",
+        "allowed: deletes, folder, layer, lookback_days, sync_type, table",
     ]
     assert "pw-never-printed-7731" not in captured.out + captured.err
 

@@ -85,7 +85,7 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
     for stream in STREAMS:
         row = next(line.split() for line in summary if line.startswith(stream + " "))
         n = str(len(expected[stream]))
-        assert (row[1], row[3], row[4], row[7], row[-1]) == ("FULL", n, n, n, "ok")
+        assert (row[1], row[3], row[4], row[8], row[-1]) == ("FULL", n, n, n, "ok")
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for stream in STREAMS:
         assert f"{stream}: fetched {len(expected[stream])} records in " in logged

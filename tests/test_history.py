@@ -105,7 +105,8 @@ def test_errors_are_recorded_without_secrets(spark, make_config):
 def test_a_runs_table_from_an_older_version_gains_the_new_columns(spark, make_config):
     config = make_config()
     path = runs_path(config)
-    older = StructType([f for f in RUNS_SCHEMA.fields if f.name not in ("type_mismatches", "table_rows")])
+    newer = ("type_mismatches", "table_rows", "rows_marked_deleted")
+    older = StructType([f for f in RUNS_SCHEMA.fields if f.name not in newer])
     DeltaTable.createIfNotExists(spark).location(path).addColumns(older).execute()
     spark.createDataFrame([("old-run", "end_users", "ok")], "run_id string, stream string, status string").write.format(
         "delta"
@@ -118,7 +119,8 @@ def test_a_runs_table_from_an_older_version_gains_the_new_columns(spark, make_co
         0,
         0,
         0,
-        3,
+        rows_marked_deleted=2,
+        table_version=3,
         table_rows=12,
         bookmark=None,
         seconds=1.0,
@@ -129,9 +131,12 @@ def test_a_runs_table_from_an_older_version_gains_the_new_columns(spark, make_co
     )
 
     table = spark.read.format("delta").load(path)
-    assert table.columns[-2:] == ["table_rows", "type_mismatches"]
-    rows = {r["run_id"]: (r["status"], r["table_rows"], r["type_mismatches"]) for r in table.collect()}
-    assert rows == {"old-run": ("ok", None, None), "new-run": ("ok", 12, {"email": 1})}
+    assert table.columns[-3:] == ["table_rows", "type_mismatches", "rows_marked_deleted"]
+    rows = {
+        r["run_id"]: (r["status"], r["table_rows"], r["type_mismatches"], r["rows_marked_deleted"])
+        for r in table.collect()
+    }
+    assert rows == {"old-run": ("ok", None, None, None), "new-run": ("ok", 12, {"email": 1}, 2)}
     comments = {f.name: f.metadata.get("comment") for f in table.schema.fields}
     assert comments["table_rows"] == "Rows in the table after the commit"
 

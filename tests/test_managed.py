@@ -135,7 +135,8 @@ streams:
     assert lines[4] == (
         "  folder  'nps' is not part of a managed table's three-level name; it only names this table's lock file"
     )
-    assert lines[5] == (
+    assert lines[5] == "  deletes hard: a record gone from the source loses its row at a full sync"
+    assert lines[6] == (
         f"  note    a path table of this stream exists at {table_path(path_config, 'declines')}: "
         "the managed table is new and a full sync fills it (README: moving a source to managed tables)"
     )

@@ -112,6 +112,7 @@ def test_the_summary_is_one_row_per_stream_then_why_each_ran_as_it_did():
                 118,
                 0,
                 3,
+                2,
                 1,
                 118,
                 None,
@@ -126,19 +127,19 @@ def test_the_summary_is_one_row_per_stream_then_why_each_ran_as_it_did():
             started,
             started + timedelta(seconds=4.25),
             fetched=Fetched(240, 6, 2.0),
-            landed=Landed(SyncMode.INCREMENTAL, "bookmark 2024-03-01T00:00:00Z", 40, 160, 0, 7, 1200, None, 2.25),
+            landed=Landed(SyncMode.INCREMENTAL, "bookmark 2024-03-01T00:00:00Z", 40, 160, 0, 0, 7, 1200, None, 2.25),
             error="ConcurrentAppendException: files were added\n(details)",
         ),
     ]
     assert summary(results, progress).splitlines() == [
-        "stream     sync         pages  fetched  inserted  updated  deleted  table rows  requests  seconds  "
-        "records/s  status",
-        "---------  -----------  -----  -------  --------  -------  -------  ----------  --------  -------  "
-        "---------  ------",
-        "end_users  FULL             3      120       118        0        3         118         4      3.5  "
-        "       60  ok",
-        "responses  INCREMENTAL      5      240        40      160        0        1200         6      4.2  "
-        "      120  failed",
+        "stream     sync         pages  fetched  inserted  updated  deleted  marked deleted  table rows  requests  "
+        "seconds  records/s  status",
+        "---------  -----------  -----  -------  --------  -------  -------  --------------  ----------  --------  "
+        "-------  ---------  ------",
+        "end_users  FULL             3      120       118        0        3               2         118         4  "
+        "    3.5         60  ok",
+        "responses  INCREMENTAL      5      240        40      160        0               0        1200         6  "
+        "    4.2        120  failed",
         "",
         "end_users: FULL sync, first run: the table does not exist yet; "
         "2 records without a usable id kept in _wootric_ingest/rejected",

@@ -497,7 +497,12 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
     staged = spark.createDataFrame([(json.dumps(user(3, "2024-02-02 10:00:00")),)], "record string")
     rows = latest_per_id(
         shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"), STREAMS["end_users"], "second")
-    ).withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email"))
+    ).withColumns(
+        {
+            "email": F.udf(interfere, StringType()).asNondeterministic()("email"),
+            "_deleted_at": F.lit(None).cast("timestamp"),
+        }
+    )
 
     def merge() -> None:
         (

@@ -136,6 +136,11 @@ METADATA_FIELDS = (
     Field("_extracted_at", Kind.TIMESTAMP, "When this run fetched the record (UTC)"),
     _s("_run_id", "The run that last wrote the row (see _wootric_ingest/runs)"),
     _s("_raw", "The record exactly as the API sent it (JSON): custom properties and new fields"),
+    Field(
+        "_deleted_at",
+        Kind.TIMESTAMP,
+        "When a full sync found the record gone from the source (soft deletes; null while the record exists)",
+    ),
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wootric_ingest import redaction
-from wootric_ingest.config import ConfigError, SecretReader, SourceConfig, load_config
+from wootric_ingest.config import ConfigError, Deletes, FullSyncWrite, SecretReader, SourceConfig, load_config
 
 log = logging.getLogger("wootric_ingest")
 
@@ -247,11 +247,12 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
     properties = ", ".join(f"{k}={v}" for k, v in lakehouse.properties.items())
     for plan in plans(lakehouse, options, now):
         stream, table = plan.stream, lakehouse.table(plan.config)
-        write = (
-            "one overwrite commit: the table becomes exactly what the API returns"
-            if plan.mode is SyncMode.FULL
-            else "MERGE by id: new rows inserted, a row updated when its updated_at is newer"
-        )
+        if plan.mode is SyncMode.INCREMENTAL:
+            write = "MERGE by id: new rows inserted, a row updated when its updated_at is newer"
+        elif config.catalog.full_sync_write is FullSyncWrite.MERGE:
+            write = "full_sync_write merge: one MERGE of only the new, edited and gone records"
+        else:
+            write = "full_sync_write rewrite: one overwrite commit, the table becomes what the API returns"
         print(f"{stream.name}: {plan.mode.value} sync, {plan.reason}")
         print(
             f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
@@ -268,6 +269,7 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
             print(f"  writes  {table.path} ({write})")
             if table.name:
                 print(f"  name    {table.name} (in the metastore)")
+        print(f"  deletes {_deletes(plan.config.deletes, table)}")
         left = lakehouse.path_table_left_behind(plan.config)
         if left:
             print(
@@ -275,6 +277,16 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
                 "sync fills it (README: moving a source to managed tables)"
             )
         print(f"  table   {properties}")
+
+
+def _deletes(deletes: Deletes, table) -> str:
+    """What a full sync does with records gone from the source, and what a switch to hard deletes removes."""
+    if deletes is Deletes.SOFT:
+        return "soft: a record gone from the source keeps its row, marked with _deleted_at, at a full sync"
+    rows = table.read() if table.exists() else None
+    marked = rows.where("_deleted_at IS NOT NULL").count() if rows is not None and "_deleted_at" in rows.columns else 0
+    removed = f"; the {marked} rows earlier soft deletes marked are removed at the next full sync" if marked else ""
+    return f"hard: a record gone from the source loses its row at a full sync{removed}"
 
 
 def _cmd_plan(args, config: SourceConfig) -> int:

@@ -48,6 +48,7 @@ RUNS_SCHEMA = StructType(
             MapType(StringType(), LongType()),
             "Per column, values that did not fit its type and landed as null (kept in _raw)",
         ),
+        column("rows_marked_deleted", LongType(), "Rows a full sync with soft deletes marked deleted (_deleted_at)"),
     ]
 )
 
@@ -78,6 +79,7 @@ class RunRow:
     table_version: int | None
     table_rows: int | None
     type_mismatches: dict[str, int] = field(default_factory=dict)
+    rows_marked_deleted: int = 0
 
 
 RUN_ROW_FIELDS = tuple(f.name for f in fields(RunRow))

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from delta.exceptions import (
@@ -32,9 +33,10 @@ from delta.exceptions import (
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, MapType, StructType
+from pyspark.sql.types import DataType, MapType, StructType, TimestampType
 from pyspark.storagelevel import StorageLevel
 
+from wootric_ingest.config import FullSyncWrite
 from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.streams import PRIMARY_KEY, Stream
 
@@ -63,8 +65,11 @@ _JAVA_CONFLICTS = {f"io.delta.exceptions.{c.__name__}" for c in CONFLICTS}
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 #: A matched row is rewritten only when the incoming record is newer: a later `updated_at`, or the same
-#: (or an unknown) one with different content, i.e. an edit within the same second. Unchanged rows stay put.
-NEWER = "coalesce(s.updated_at >= t.updated_at, true) AND NOT (s._raw <=> t._raw)"
+#: (or an unknown) one with different content, i.e. an edit within the same second; or when the row was marked
+#: deleted and its record is back. Unchanged rows stay put.
+NEWER = "(coalesce(s.updated_at >= t.updated_at, true) AND NOT (s._raw <=> t._raw)) OR t._deleted_at IS NOT NULL"
+DELETED_AT = "_deleted_at"
+_GONE = "_gone"  # the MERGE source's marker of an id the source no longer has
 
 T = TypeVar("T")
 
@@ -108,6 +113,7 @@ class RowChanges:
     inserted: int
     updated: int
     deleted: int
+    marked: int = 0  # rows marked deleted (`_deleted_at` set) by a full sync with soft deletes
 
 
 class CatalogProblem(RuntimeError):
@@ -239,12 +245,23 @@ class Table:
         rows.select(*self.schema.fieldNames()).writeTo(self.sql).append()
 
     def _create(self) -> None:
-        builder = DeltaTable.createIfNotExists(self.spark).addColumns(self.schema).comment(self.comment)
-        builder = builder.tableName(self.name) if self.name else builder
-        builder = builder.location(self.path) if self.path is not None else builder
-        for key, value in self.properties.items():
-            builder = builder.property(key, value)
-        builder.execute()
+        """A managed table by its name (any number of parts; the schema's comments, nested ones too, kept); a path
+        table at its path (registered by `ensure`)."""
+        if self.path is not None:
+            builder = DeltaTable.createIfNotExists(self.spark).location(self.path).addColumns(self.schema)
+            builder = builder.comment(self.comment)
+            for key, value in self.properties.items():
+                builder = builder.property(key, value)
+            builder.execute()
+            return
+        writer = self.spark.createDataFrame([], self.schema).writeTo(self.sql).using("delta")
+        for key, value in {"comment": self.comment, **self.properties}.items():
+            writer = writer.tableProperty(key, value)
+        try:
+            writer.create()
+        except Exception:
+            if not self.exists():  # not a concurrent run creating it first
+                raise
 
     def _registered_location(self) -> str:
         return next(
@@ -329,17 +346,83 @@ class StreamTable(Table):
         super().__init__(spark, table_schema(stream), properties, path=path, name=name, comment=comment)
         self.stream = stream
 
+    def full_sync(
+        self, rows: DataFrame, metadata: dict, run_id: str, *, write: FullSyncWrite, soft: bool, at: datetime
+    ) -> None:
+        """Make the table equal to the source (`rows`: every record it has now), in one commit.
+
+        `rewrite` overwrites the table. `merge` MERGEs only the rows that change it: new ids, records newer than
+        their row (see NEWER), and ids the source no longer has, so its change feed holds exactly those rows and
+        files of unchanged rows are not rewritten; a MERGE into an empty table is an overwrite (the same rows,
+        files by id range). An id the source no longer has is removed, or with `soft` its row keeps its last
+        content and gets `_deleted_at` = `at` (a row already marked keeps its first mark). Both ways leave the
+        same rows; a full sync that changes nothing still commits, since its commit records the full sync.
+        """
+        if write is FullSyncWrite.MERGE and not self.read().isEmpty():
+            self._reconcile(rows, metadata, run_id, soft=soft, at=at)
+            return
+        if soft:
+            gone = self.read().join(rows.select(PRIMARY_KEY), PRIMARY_KEY, "left_anti")
+            rows = _live(rows).unionByName(gone.withColumn(DELETED_AT, F.coalesce(DELETED_AT, F.lit(at))))
+        self.overwrite(rows, metadata, run_id)
+
     def overwrite(self, rows: DataFrame, metadata: dict, run_id: str) -> None:
         """Replace the table's rows in one commit: readers see the old table or the new one, never half.
         The table's metadata (properties, comments) is kept: a WRITE in overwrite mode, not a REPLACE."""
         writer = (
-            rows.select(*self.schema.fieldNames())
+            _live(rows)
+            .select(*self.schema.fieldNames())
             .writeTo(self.sql)
             .option("userMetadata", encode(metadata))
             .option("txnAppId", txn_app_id(run_id))
             .option("txnVersion", str(_TXN_VERSION))
         )
         with_retries(lambda: writer.overwrite(F.lit(True)), f"overwriting {self}")
+
+    def overwrite_nothing(self, metadata: dict, run_id: str) -> None:
+        """A commit that changes no row, carrying the run's metadata (and idempotency key)."""
+        writer = (
+            self.spark.createDataFrame([], self.schema)
+            .writeTo(self.sql)
+            .option("userMetadata", encode(metadata))
+            .option("txnAppId", txn_app_id(run_id))
+            .option("txnVersion", str(_TXN_VERSION))
+        )
+        with_retries(writer.append, f"recording a full sync in {self}")
+
+    def _reconcile(self, rows: DataFrame, metadata: dict, run_id: str, *, soft: bool, at: datetime) -> None:
+        """The `merge` full sync: one MERGE of the changing rows and of markers for the ids that are gone.
+
+        The source's unchanged records stay out of it: Delta rewrites every file holding a matched row, even one
+        no clause then changes (`WHEN NOT MATCHED BY SOURCE` would need them all in the source, matching every
+        row). The ids that are gone come from the table's side instead, each as a marker row."""
+        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw", DELETED_AT)
+        key = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
+        changing = _live(rows).alias("s").join(table.alias("t"), key, "left").where(NEWER).select("s.*")
+        gone = table.where(F.col(DELETED_AT).isNull()) if soft else table
+        gone = gone.join(rows.select(PRIMARY_KEY), PRIMARY_KEY, "left_anti").select(PRIMARY_KEY)
+        source = (
+            changing.withColumn(_GONE, F.lit(False))
+            .unionByName(gone.withColumn(_GONE, F.lit(True)), allowMissingColumns=True)
+            .persist(StorageLevel.DISK_ONLY)
+        )
+        try:
+            marked = source.where(_GONE).count() if soft else 0
+            session = self._committing({**metadata, "rows_marked_deleted": marked}, run_id)
+            if source.isEmpty():  # nothing changed: an empty commit still records the full sync
+                self.overwrite_nothing(metadata, run_id)
+                return
+            columns: dict[str, str | Column] = {c: f"s.`{c}`" for c in self.schema.fieldNames()}
+            merge = self.delta(session).alias("t").merge(source.alias("s"), key)
+            if soft:
+                merge = merge.whenMatchedUpdate(condition=f"s.{_GONE}", set={DELETED_AT: F.lit(at)})
+            else:
+                merge = merge.whenMatchedDelete(condition=f"s.{_GONE}")
+            merge = merge.whenMatchedUpdate(condition=f"NOT s.{_GONE} AND ({NEWER})", set=columns)
+            merge = merge.whenNotMatchedInsert(condition=f"NOT s.{_GONE}", values=columns)
+            with_retries(merge.execute, f"merging a full sync into {self}")
+        finally:
+            source.unpersist()
 
     def merge(self, rows: DataFrame, metadata: dict, run_id: str, ids: tuple[str, str] | None = None) -> bool:
         """Upsert by id in one commit: insert new rows, rewrite a row only when the incoming record is newer;
@@ -356,9 +439,10 @@ class StreamTable(Table):
         reads the table's newest files instead of all of them."""
         in_range = F.col(f"t.{PRIMARY_KEY}").between(*ids) if ids is not None else F.lit(True)
         condition = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
-        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw")
+        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw", DELETED_AT)
         changing = (
-            rows.alias("s")
+            _live(rows)
+            .alias("s")
             .join(table.alias("t").where(in_range), condition, "left")
             .where(NEWER)
             .select("s.*")
@@ -385,34 +469,45 @@ class StreamTable(Table):
             changing.unpersist()
 
     def changes(self, commit: CommitInfo) -> RowChanges:
-        """Rows one commit inserted, updated and deleted: a MERGE reports them in its operation metrics; an
-        overwrite is compared, by id, with the version it replaced."""
+        """Rows one commit inserted, updated, deleted and marked deleted: a MERGE reports them in its operation
+        metrics (and its metadata, how many of its updates were marks); an overwrite is compared, by id, with the
+        version it replaced."""
         m = commit.metrics
         if commit.operation == "MERGE":
+            marked = int(commit.metadata.get("rows_marked_deleted") or 0)
             return RowChanges(
                 int(m.get("numTargetRowsInserted", 0)),
-                int(m.get("numTargetRowsUpdated", 0)),
+                int(m.get("numTargetRowsUpdated", 0)) - marked,
                 int(m.get("numTargetRowsDeleted", 0)),
+                marked,
             )
-        if m.get("numRemovedFiles") == "0":  # it replaced an empty table: every row is new
+        if commit.operation == "WRITE" and m.get("numRemovedFiles", "0") == "0":  # added to or replaced nothing
             return RowChanges(int(m.get("numOutputRows", 0)), 0, 0)
         before = self._version(commit.read_version if commit.read_version is not None else commit.version - 1)
         after = self._version(commit.version)
+        b, a = F.col("b._present"), F.col("a._present")
+        live_before, live_after = F.col(f"b.{DELETED_AT}").isNull(), F.col(f"a.{DELETED_AT}").isNull()
         counts = one(
             before.alias("b")
             .join(after.alias("a"), PRIMARY_KEY, "full_outer")
             .agg(
-                F.count_if(F.col("b._present").isNull() & F.col("a._present")).alias("inserted"),
-                F.count_if(
-                    F.col("b._present") & F.col("a._present") & ~F.col("b._raw").eqNullSafe(F.col("a._raw"))
-                ).alias("updated"),
-                F.count_if(F.col("b._present") & F.col("a._present").isNull()).alias("deleted"),
+                F.count_if(b.isNull() & a).alias("inserted"),
+                F.count_if(b & a & (~F.col("b._raw").eqNullSafe(F.col("a._raw")) | (~live_before & live_after))).alias(
+                    "updated"
+                ),
+                F.count_if(b & a.isNull()).alias("deleted"),
+                F.count_if(b & a & live_before & ~live_after).alias("marked"),
             )
         )
-        return RowChanges(counts["inserted"], counts["updated"], counts["deleted"])
+        return RowChanges(counts["inserted"], counts["updated"], counts["deleted"], counts["marked"])
 
     def _version(self, version: int) -> DataFrame:
-        return self.read_version(version).select(PRIMARY_KEY, "_raw", F.lit(True).alias("_present"))
+        return _live(self.read_version(version)).select(PRIMARY_KEY, "_raw", DELETED_AT, F.lit(True).alias("_present"))
+
+
+def _live(rows: DataFrame) -> DataFrame:
+    """Rows with `_deleted_at` (null, live) when they come without it: from the source, or an older table."""
+    return rows if DELETED_AT in rows.columns else rows.withColumn(DELETED_AT, F.lit(None).cast(TimestampType()))
 
 
 def literal_row(spark: SparkSession, schema: StructType, values: dict) -> DataFrame:

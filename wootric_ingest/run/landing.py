@@ -22,6 +22,7 @@ from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from wootric_ingest.api import WootricClient
+from wootric_ingest.config import Deletes
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.rejects import key_problem, split
 from wootric_ingest.lake.shaping import STAGED_SCHEMA, latest_per_id, observe_type_mismatches, shape, summarize
@@ -58,6 +59,7 @@ class Landed:
     rows_inserted: int
     rows_updated: int
     rows_deleted: int
+    rows_marked_deleted: int
     table_version: int | None
     table_rows: int
     bookmark: str | None
@@ -143,7 +145,15 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         metadata["staging_run"] = staging.run_id
     version_before = table.version()
     if plan.mode is SyncMode.FULL:
-        table.overwrite(rows if rows is not None else spark.createDataFrame([], table.schema), metadata, run_id)
+        source = rows if rows is not None else spark.createDataFrame([], table.schema)
+        table.full_sync(
+            source,
+            metadata,
+            run_id,
+            write=lakehouse.config.catalog.full_sync_write,
+            soft=plan.config.deletes is Deletes.SOFT,
+            at=plan.until,
+        )
     elif rows is not None and not table.merge(rows, metadata, run_id, ids):
         log.info("%s: nothing new or changed among %d records; no commit", stream.name, records)
     commit = table.commit_of(run_id)
@@ -170,6 +180,7 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         rows_inserted=changes.inserted if changes else 0,
         rows_updated=changes.updated if changes else 0,
         rows_deleted=changes.deleted if changes else 0,
+        rows_marked_deleted=changes.marked if changes else 0,
         table_version=version,
         table_rows=table.count(),
         bookmark=bookmark,

@@ -59,6 +59,10 @@ class StreamResult:
         return self.landed.rows_deleted if self.landed else 0
 
     @property
+    def rows_marked_deleted(self) -> int:
+        return self.landed.rows_marked_deleted if self.landed else 0
+
+    @property
     def table_rows(self) -> int | None:
         return self.landed.table_rows if self.landed else None
 
@@ -103,6 +107,7 @@ class StreamResult:
             rows_inserted=self.rows_inserted,
             rows_updated=self.rows_updated,
             rows_deleted=self.rows_deleted,
+            rows_marked_deleted=self.rows_marked_deleted,
             table_version=self.table_version,
             table_rows=self.table_rows,
             type_mismatches=self.type_mismatches,
