@@ -45,8 +45,8 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
             "declines: FULL sync, sync type is FULL_TABLE",
         ]
         assert (
-            f"  writes  {root}/raw/wootric/wootric_responses (one overwrite commit: the table becomes exactly "
-            "what the API returns)" in dry
+            f"  writes  {root}/raw/wootric/wootric_responses (full_sync_write rewrite: one overwrite commit, the table "
+            "becomes what the API returns)" in dry
         )
         assert any(
             line.startswith(
@@ -74,6 +74,8 @@ def test_dry_run_then_run_then_plan(tmp_path: Path, spark, capsys, caplog, monke
         "fetched",
         "inserted",
         "updated",
+        "deleted",
+        "marked",
         "deleted",
         "table",
         "rows",

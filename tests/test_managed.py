@@ -131,7 +131,9 @@ streams:
     assert main(["plan", "--config", str(managed)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "declines: FULL sync, first run: the table does not exist yet"
-    assert lines[3].startswith("  writes  `raw`.`wootric_declines` (a managed table; one overwrite commit")
+    assert lines[3].startswith(
+        "  writes  `raw`.`wootric_declines` (a managed table; full_sync_write rewrite: one overwrite commit"
+    )
     assert lines[4] == (
         "  folder  'nps' is not part of a managed table's three-level name; it only names this table's lock file"
     )
