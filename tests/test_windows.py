@@ -8,12 +8,12 @@ import random
 
 import pytest
 
+from sandbox.data import UNREADABLE_TIME
 from wootric_ingest.api.errors import CrowdedSecond, WootricError
 from wootric_ingest.api.windows import PER_PAGE, StreamOrder, Window, merged, uncovered
 from wootric_ingest.streams import STREAMS
 
 RESPONSES, END_USERS, DECLINES = STREAMS["responses"], STREAMS["end_users"], STREAMS["declines"]
-UNREADABLE = "yesterday-ish"
 
 
 class FakeApi:
@@ -42,7 +42,7 @@ class FakeApi:
             rows.reverse()
         start = (request.page - 1) * PER_PAGE
         return [
-            {"id": rid, stream.cursor_field: UNREADABLE if rid in self.unreadable else second}
+            {"id": rid, stream.cursor_field: UNREADABLE_TIME if rid in self.unreadable else second}
             for second, _, rid in rows[start : start + PER_PAGE]
         ]
 
