@@ -154,7 +154,7 @@ class Window:
 
     `rem_lo`/`rem_hi` bound what is not yet known to be complete; the boundary second (`_edge`) is the
     one at the walked side of it. `_seen` holds the records already yielded that a later page may bring
-    again (those that may lie at or beyond the boundary second), each with where it lies.
+    again (those that may lie in the boundary second), each with where it lies.
     """
 
     def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder):
@@ -228,7 +228,7 @@ class Window:
         readable = [s for s in stamps if s is not None]
         self.order.learn(readable)
         placed = list(zip(records, self._place(request, stamps)))
-        if any(self._straddles(bounds) for _, bounds in placed):
+        if len(readable) < len(stamps) and any(self._straddles(bounds) for _, bounds in placed):
             # Split while the request flew, and a record may lie on either side of the cut: ask again within the
             # window's own bounds (from page 1; what was yielded at the boundary second is dropped by id).
             self._continuation = None
@@ -399,6 +399,8 @@ class Window:
         readable seconds nearest before and after it on the page (the page is sorted by the real time), or the
         request's bound where the page has none on that side (on a later numbered page, the second paged
         through). While the order is not known yet, the span covers both orders."""
+        if None not in stamps:
+            return [(s, s) for s in stamps if s is not None]
         orders = [self.order.value] if self.order.value else [ASC, DESC]
         placed: list[Bounds] = []
         for i, stamp in enumerate(stamps):
@@ -433,32 +435,29 @@ class Window:
         """Whether a record may lie beyond `second` in the walk's order."""
         return bounds[1] > second if self.order.value == ASC else bounds[0] < second
 
-    def _may_reach(self, bounds: Bounds, second: int) -> bool:
-        """Whether a record may lie at `second` or beyond it, in the walk's order."""
-        if self.order.value == ASC:
-            return bounds[1] >= second
-        if self.order.value == DESC:
-            return bounds[0] <= second
-        return bounds[0] <= second <= bounds[1]
-
     def _fresh(self, placed: list[tuple[dict, Bounds]]) -> list[dict]:
-        return [record for record, bounds in placed if not self._yielded(record, bounds)]
-
-    def _yielded(self, record: dict, bounds: Bounds) -> bool:
-        """Whether this is a record already handed over, read again where it may lie (a record that moved, an
-        end user updated meanwhile, is new again)."""
-        before = self._seen.get(_identity(record))
-        return before is not None and _overlap(before, bounds) is not None
+        """The records not handed over before: a record read again where it may lie is dropped (one that moved
+        meanwhile, an end user updated during the walk, is new again)."""
+        if not self._seen:
+            return [record for record, _ in placed]
+        low, high = min(lo for lo, _ in self._seen.values()), max(hi for _, hi in self._seen.values())
+        fresh = []
+        for record, bounds in placed:
+            before = self._seen.get(_identity(record)) if bounds[0] <= high and low <= bounds[1] else None
+            if before is None or _overlap(before, bounds) is None:
+                fresh.append(record)
+        return fresh
 
     def _remember(self, placed: list[tuple[dict, Bounds]], edge: int) -> None:
-        """Note a page's records (narrowing where those read before lie), make `edge` the boundary second, and
-        keep only what a later page may bring again."""
-        for record, bounds in placed:
-            key = _identity(record)
-            before = self._seen.get(key)
-            self._seen[key] = (_overlap(before, bounds) if before else None) or bounds
-        self._edge = edge
-        self._seen = {key: bounds for key, bounds in self._seen.items() if self._may_reach(bounds, edge)}
+        """Make `edge` the boundary second and keep what a later page may bring again: the records handed over
+        that may lie in it (nothing that may lie past it is handed over), narrowed where one was read before."""
+        seen = {key: (lo, hi) for key, (lo, hi) in self._seen.items() if lo <= edge <= hi}
+        for record, (lo, hi) in placed:
+            if lo <= edge <= hi:
+                key = _identity(record)
+                before = seen.get(key)
+                seen[key] = (_overlap(before, (lo, hi)) if before else None) or (lo, hi)
+        self._edge, self._seen = edge, seen
 
 
 def _one_second(placed: list[tuple[dict, Bounds]]) -> int | None:
