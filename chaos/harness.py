@@ -3,8 +3,9 @@ tables checked against the sandbox's ground truth after every run.
 
 One session = one sandbox process (loopback, seeded data, a generous rate limit with short windows so a 429
 costs seconds, not a minute), one lakehouse, one warm job worker (`chaos.worker`). Each run:
-1. when the previous run succeeded, the data changes (records added, end users updated, declines deleted) and
-   the planned windows are noted; an interrupted run is resumed against unchanged data;
+1. when the previous run succeeded, the data changes (records added, end users updated, declines deleted, and
+   one record's cursor rendered as text no clock reads, though the sandbox still filters and sorts it by its
+   real time) and the planned windows are noted; an interrupted run is resumed against unchanged data;
 2. a few faults of random kinds are scripted in the sandbox;
 3. the job runs; with probability `kill_rate` its whole process group gets SIGKILL at a chosen point:
    `extracting` (the sandbox has served the run's k-th list page, k from 1 to 4), `landing` (a stream's
@@ -72,6 +73,7 @@ class Report:
     resumes: int = 0
     faults: dict = field(default_factory=dict)
     records_served: int = 0
+    unreadable_cursors: int = 0
     records_landed: int = 0
     truth_records: int = 0
     lost: int = 0
@@ -97,6 +99,7 @@ class Report:
             ("kills", f"{sum(self.kills.values())} ({kills})"),
             ("resumes", f"{self.resumes} runs picked up an interrupted run's staging"),
             ("records served", str(self.records_served)),
+            ("unreadable cursors", f"{self.unreadable_cursors} records whose cursor no clock reads"),
             (
                 "records landed",
                 f"{self.records_landed} rows in the tables at the end (ground truth: {self.truth_records})",
@@ -326,6 +329,7 @@ class Chaos:
             faults_per_run,
             say,
         )
+        self.hostile_rng = random.Random(f"{seed}:hostile records")  # its own, so faults and kills stay as seeded
         self.kill_points = kill_points
         self.sandbox = SandboxProcess(workdir, seed=seed, end_users=end_users, responses=responses, declines=declines)
         env = {
@@ -429,8 +433,11 @@ class Chaos:
             self.sandbox.post("faults", [{"kind": k, "count": 1} for k in kinds])
 
     def _change_data(self) -> None:
-        """Between syncs (never while one is interrupted): new records, edited end users, deleted declines."""
+        """Between syncs (never while one is interrupted): new records, edited end users, deleted declines, and a
+        record whose cursor cannot be read: a new one (an old one's rendering changing is an edit no incremental
+        sync can see), or a decline when none was added (declines are read whole every sync)."""
         rng = self.rng
+        added: dict[str, list[int]] = {}
         for stream, action, n in (
             ("end_users", "add", rng.randint(0, 5)),
             ("responses", "add", rng.randint(0, 20)),
@@ -439,7 +446,15 @@ class Chaos:
             ("declines", "delete", rng.randint(0, 2)),
         ):
             if n:
-                self.sandbox.post("mutate", {"stream": stream, "action": action, "n": n})
+                ids = self.sandbox.post("mutate", {"stream": stream, "action": action, "n": n})["ids"]
+                if action == "add":
+                    added[stream] = ids
+        hostile = self.hostile_rng
+        garble: dict = {"stream": "declines", "action": "garble", "n": 1}
+        if added:
+            stream = hostile.choice(sorted(added))
+            garble.update(stream=stream, ids=[hostile.choice(added[stream])])
+        self.report.unreadable_cursors += len(self.sandbox.post("mutate", garble)["ids"])
 
     # ------------------------------------------------------------------------------------------- checks
 

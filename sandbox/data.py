@@ -3,8 +3,9 @@
 Records are plain dicts keyed by id with every timestamp an epoch-second int, so filters and sorts
 are exact integer comparisons; the API's Ruby-style strings exist only when a record is rendered.
 Keys starting with "_" are hidden and never rendered: "_tie" orders records that share a second
-(a seeded hash of the id, so neither id order nor insertion order leaks through) and "_channel" is
-the survey channel that only shows up in an end user's `last_response`.
+(a seeded hash of the id, so neither id order nor insertion order leaks through), "_channel" is
+the survey channel that only shows up in an end user's `last_response`, and "_unreadable" holds the
+text some timestamps of a record are rendered as instead of a time (see `Dataset.garble`).
 
 Modelling choices where the API doc is silent (stricter reading first):
 - a new response or decline is a survey of its end user: it sets the user's `last_surveyed` and
@@ -36,6 +37,9 @@ SORT_KEYS = {
     "declines": ("created_at",),
 }
 FILTER_FIELDS = {"created": "created_at", "updated": "updated_at"}
+# The field each stream is walked by: end users by `updated`, responses and declines by `created`.
+CURSOR_FIELDS = {"end_users": "updated_at", "responses": "created_at", "declines": "created_at"}
+UNREADABLE_TIME = "yesterday-ish"
 OPERATORS = ("eq", "lt", "lte", "gt", "gte")
 TIMESTAMP_FORMS = ("ruby", "mixed")
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -309,6 +313,27 @@ class Dataset:
                         self._changed(child)
             return [row["id"] for row in rows]
 
+    def garble(
+        self,
+        stream: str,
+        ids: Iterable[int] | None = None,
+        n: int = 1,
+        field: str | None = None,
+        text: str = UNREADABLE_TIME,
+    ) -> list[int]:
+        """Render `field` (default: the stream's cursor) of some records (given `ids`, else `n` random ones) as
+        `text` from now on. The records keep their real time, by which the API still filters and sorts them:
+        the conservative reading of a server that knows when a record happened and only renders it wrong."""
+        field = field or CURSOR_FIELDS.get(stream, "")
+        with self._lock:
+            rows = self._pick(stream, ids, n)
+            if rows and field not in rows[0]:
+                raise ValueError(f"{stream} records have no field {field!r}")
+            for row in rows:
+                row["_unreadable"] = {**row.get("_unreadable", {}), field: text}
+            self._changed(stream)
+            return [row["id"] for row in rows]
+
     # -------------------------------------------------------------- generation
 
     def _generate(
@@ -554,6 +579,12 @@ class Dataset:
         return self._cached(("newest",), ("responses",), build)
 
     def _render(self, stream: str, rows: list[dict]) -> list[dict]:
+        rendered = self._render_fields(stream, rows)
+        for row, record in zip(rows, rendered):
+            record.update(row.get("_unreadable", ()))
+        return rendered
+
+    def _render_fields(self, stream: str, rows: list[dict]) -> list[dict]:
         if stream == "end_users":
             newest = self._newest_responses()
             return [self._render_end_user(row, newest.get(row["id"])) for row in rows]

@@ -414,7 +414,10 @@ class _Handler(BaseHTTPRequestHandler):
             return dataset.update(stream, ids=ids, n=int(spec.get("n", 5)), at=at)
         if action == "delete":
             return dataset.delete(stream, ids=ids, n=int(spec.get("n", 3)))
-        raise ValueError(f"action must be add, update or delete, not {action!r}")
+        if action == "garble":
+            extra = {k: spec[k] for k in ("field", "text") if k in spec}
+            return dataset.garble(stream, ids=ids, n=int(spec.get("n", 1)), **extra)
+        raise ValueError(f"action must be add, update, delete or garble, not {action!r}")
 
 
 class _Server(ThreadingHTTPServer):

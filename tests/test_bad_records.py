@@ -10,12 +10,17 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
+from delta.tables import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox import Sandbox, SandboxOptions
+from sandbox.data import UNREADABLE_TIME
 from wootric_ingest.api import RetryPolicy, WootricClient
-from wootric_ingest.config import ApiConfig, Auth
+from wootric_ingest.api.timestamps import unix_seconds
+from wootric_ingest.cli import main
+from wootric_ingest.config import ApiConfig, Auth, load_config
 from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords, split
 from wootric_ingest.lake.shaping import STAGED_SCHEMA, shape
 from wootric_ingest.lake.staging import StagingArea
@@ -23,25 +28,30 @@ from wootric_ingest.lake.storage import LocalStorage
 from wootric_ingest.lake.tables import Table
 from wootric_ingest.streams import STREAMS
 
-from conftest import table_path
+from conftest import config_dict, runs_path, table_path
 
 SINCE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 UNTIL = datetime.now(timezone.utc) + timedelta(days=1)
 MEGABYTE_COMMENT = "Slow. " * 180_000
+WRITER_COLUMNS = ("_extracted_at", "_run_id")
 ODD_TEXT = "Great 👍🏽 service\u0000 and a NUL, RTL \u202e, zero-width \u200b"
 
 
 def spoil(record: dict, rank: int) -> dict | None:
     """A hostile version of some records, by their rank in the order the API serves them (newest first): the
     last record of every full page has no id (the client's boundary second), every 7th is spoilt one of
-    seven more ways."""
+    seven more ways, and the first, the middle and the second to last of every page, and one record without an
+    id, carry a `created_at` (the cursor) that no clock reads, though the sandbox still filters and sorts them
+    by their real time."""
+    bad = dict(record)
+    if rank % 50 in (0, 25, 48) or rank == 149:
+        bad["created_at"] = UNREADABLE_TIME
     if rank % 50 == 49:
         kind = 0
     elif rank % 7 == 0:
         kind = 1 + rank // 7 % 7
     else:
-        return None
-    bad = dict(record)
+        return bad if bad != record else None
     if kind == 0:
         del bad["id"]
     elif kind == 1:
@@ -84,6 +94,11 @@ def identity(record: dict) -> str:
     return json.dumps(record, sort_keys=True)
 
 
+def iso(timestamp: str) -> str:
+    """A Wootric timestamp as the tables write it (ISO-8601 UTC), computed apart from the job's Spark shaping."""
+    return datetime.fromtimestamp(unix_seconds(timestamp), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox):
     sb = hostile_sandbox
     api = ApiConfig(
@@ -96,6 +111,7 @@ def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox
         got = [r for batch in client.pages(STREAMS["responses"], SINCE, UNTIL) for r in batch.records]
     assert sorted(map(identity, got)) == sorted(map(identity, sb.truth))
     assert sum(1 for r in got if "id" not in r) == 420 // 50
+    assert sum(1 for r in got if r["created_at"] == UNREADABLE_TIME) == 26
 
 
 # ------------------------------------------------------------------------------- shaping: a row or a rejection
@@ -263,6 +279,7 @@ def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(sp
             assert row["score"] is None
         if record["updated_at"] == "the day after tomorrow":
             assert row["updated_at"] is None
+        assert (row["created_at"] is None) == (record["created_at"] == UNREADABLE_TIME)
         assert row["text"] == record["text"]  # the megabyte comment, emoji, NUL and bidi characters, intact
     assert any(r["text"] == MEGABYTE_COMMENT for r in rows.values())
     assert any(r["text"] == ODD_TEXT for r in rows.values())
@@ -271,6 +288,9 @@ def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(sp
     assert result.type_mismatches["updated_at"] == sum(
         1 for r in keyed.values() if r["updated_at"] == "the day after tomorrow"
     )
+    unreadable = [r for r in keyed.values() if r["created_at"] == UNREADABLE_TIME]
+    assert unreadable and result.type_mismatches["created_at"] == len(unreadable)
+    assert result.bookmark == max(iso(r["created_at"]) for r in keyed.values() if r not in unreadable)
 
     rejected = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/rejected").collect()
     assert sorted(identity(json.loads(r["record"])) for r in rejected) == sorted(map(identity, unkeyed))
@@ -279,3 +299,67 @@ def test_the_job_lands_every_keyable_record_and_rejects_the_rest_with_reasons(sp
     assert result.records_rejected == len(unkeyed)
     (history,) = spark.read.format("delta").load(f"{config.catalog.root}/_wootric_ingest/runs").collect()
     assert history["records_rejected"] == len(unkeyed) and history["status"] == "ok"
+
+
+def test_records_whose_cursor_cannot_be_read_land_once_never_set_the_bookmark_and_stay(spark, tmp_path, capsys):
+    """End users (walked oldest first) and declines (newest first) with such records first on a page, in the
+    middle, last on a full page and newest of all: the run exits 0 and lands them once, the cursor column null,
+    `_raw` intact, counted; a rerun (incremental for end users, a full sync for declines) changes nothing and
+    keeps them. Responses go through the same with the hostile records above."""
+    streams = ("end_users", "declines")
+    with Sandbox(SandboxOptions(end_users=60, responses=0, declines=60, seed=31)) as sb:
+        odd = {}
+        for name in streams:
+            stream = STREAMS[name]
+            met = sb.dataset.query(
+                name, sort_key=stream.cursor_field, descending=name == "declines", page=1, per_page=10**6
+            )
+            newest = met[-1] if name == "end_users" else met[0]
+            garbled = sb.dataset.garble(name, ids={met[i]["id"] for i in (0, 25, 49)} | {newest["id"]})
+            odd[name] = {str(rid) for rid in garbled}
+        truth = {name: {str(r["id"]): r for r in sb.dataset.records(name)} for name in streams}
+        data = config_dict(catalog={"root": str(tmp_path / "lakehouse"), "table_prefix": "wootric_"})
+        data["streams"] = {name: data["streams"][name] for name in streams}
+        data["source"]["api"].update(
+            base_url=sb.base_url, auth={"username": sb.credentials.username, "password": sb.credentials.password}
+        )
+        path = tmp_path / "source.yaml"
+        path.write_text(yaml.safe_dump(data))
+        config = load_config(path, environ={})
+
+        def tables() -> dict[str, tuple[int, dict]]:
+            """Each table's version and rows by id (no id twice), without the columns saying which run wrote them."""
+            out = {}
+            for name in streams:
+                rows = spark.read.format("delta").load(table_path(config, name)).collect()
+                assert len(rows) == len({r["id"] for r in rows}), f"{name}: a record landed twice"
+                version = DeltaTable.forPath(spark, table_path(config, name)).history(1).first()["version"]
+                written = [{k: v for k, v in r.asDict(recursive=True).items() if k not in WRITER_COLUMNS} for r in rows]
+                out[name] = (version, {r["id"]: r for r in written})
+            return out
+
+        assert main(["run", "--config", str(path), "--log-level", "ERROR"]) == 0
+        first = tables()
+        assert main(["run", "--config", str(path), "--log-level", "ERROR"]) == 0
+        second = tables()
+    capsys.readouterr()
+
+    history = sorted(spark.read.format("delta").load(runs_path(config)).collect(), key=lambda r: r["started_at"])
+    for name in streams:
+        cursor, garbled = STREAMS[name].cursor_field, odd[name]
+        assert {truth[name][rid][cursor] for rid in garbled} == {UNREADABLE_TIME}
+        _, rows = first[name]
+        assert set(rows) == set(truth[name])
+        for rid, row in rows.items():
+            assert json.loads(row["_raw"]) == truth[name][rid]
+            assert (row[cursor] is None) == (rid in garbled), (name, rid)
+        one, two = [r for r in history if r["stream"] == name]
+        assert (one["status"], two["status"]) == ("ok", "ok")
+        assert one["type_mismatches"][cursor] == len(garbled)
+        readable = [iso(r[cursor]) for rid, r in truth[name].items() if rid not in garbled]
+        assert one["bookmark"] == max(readable), "the bookmark comes from readable cursors only"
+        assert two["bookmark"] == one["bookmark"], "and never moves back"
+        assert second[name][1] == rows, "a rerun changes nothing"
+    assert [second[name][0] - first[name][0] for name in streams] == [0, 1], "only the full sync commits again"
+    declines = [r for r in history if r["stream"] == "declines"][1]
+    assert declines["sync_mode"] == "FULL" and declines["type_mismatches"]["created_at"] == len(odd["declines"])

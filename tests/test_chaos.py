@@ -1,7 +1,7 @@
 """A short, seeded chaos session: the real job in a worker process against the sandbox process, killed with
-SIGKILL mid-landing, with faults; the session ends with a run that succeeds and resumes the killed one, and
-nothing may be lost, duplicated or stale. `make chaos` runs the long version; tests/test_resume.py kills a run
-at each point on its own."""
+SIGKILL mid-landing, with faults and a record whose cursor cannot be read; the session ends with a run that
+succeeds and resumes the killed one, and nothing may be lost, duplicated or stale. `make chaos` runs the long
+version; tests/test_resume.py kills a run at each point on its own."""
 
 from __future__ import annotations
 
@@ -27,3 +27,4 @@ def test_a_short_chaos_session_loses_nothing_and_duplicates_nothing(tmp_path):
     assert report.checks >= 3 * report.runs
     assert (report.lost, report.duplicates, report.stale) == (0, 0, 0)
     assert report.records_landed == report.truth_records
+    assert report.unreadable_cursors >= 1, "the session's records include one whose cursor cannot be read"

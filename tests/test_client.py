@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from sandbox import Sandbox, SandboxOptions
+from sandbox.data import UNREADABLE_TIME
 from wootric_ingest.api import ApiError, CredentialsRejected, CrowdedSecond, GaveUp, RetryPolicy, WootricClient
 from wootric_ingest.api.timestamps import unix_seconds
 from wootric_ingest.api.windows import merged
@@ -325,3 +326,39 @@ def test_slow_pages_are_fetched_in_parallel_at_the_ceiling():
     floor = served["requests"] / (100 / 2.0)
     assert served["served_429"] == 0 and served["max_in_flight"] >= 8
     assert wall < 1.3 * floor + 2, (wall, floor)
+
+
+@pytest.mark.parametrize("stream", [END_USERS, RESPONSES, DECLINES], ids=lambda s: s.name)
+def test_records_whose_cursor_cannot_be_read_are_fetched_exactly_once_wherever_they_lie(stream):
+    """End users are walked oldest first, responses and declines newest first; a crowded second is paged through
+    by page numbers. The sandbox filters and sorts a garbled record by its real time, as the API's server would."""
+    with Sandbox(SandboxOptions(end_users=300, responses=300, declines=300, seed=3)) as sb:
+
+        def in_walk_order() -> list[dict]:
+            """The stream's records in the order the walk meets them."""
+            return sb.dataset.query(
+                stream.name, sort_key=stream.cursor_field, descending=stream is not END_USERS, page=1, per_page=10**6
+            )
+
+        crowded_at = unix_seconds(in_walk_order()[150][stream.cursor_field])
+        sb.dataset.add(stream.name, n=160, at=crowded_at)
+        met = in_walk_order()
+        at = {r["id"]: unix_seconds(r[stream.cursor_field]) for r in met}
+        crowd = [r["id"] for r in met if at[r["id"]] == crowded_at]
+        # First on a page, in the middle, last on a full page, first of the next page, the last of all, and
+        # inside the crowded second: its first, a few further on, its last.
+        odd = {met[i]["id"] for i in (0, 25, 49, 50, len(met) - 1)} | {crowd[i] for i in (0, 49, 50, 99, -1)}
+        assert sb.dataset.garble(stream.name, ids=odd)
+        alone = met[25]["id"]
+        assert [rid for rid, second in at.items() if second == at[alone]] == [alone]
+
+        client = client_for(sb, concurrency=4)
+        ids, completed = extract(client, stream)
+        everything_but_its_second = [(WHOLE_RANGE[0][0], at[alone] - 1), (at[alone] + 1, WHOLE_RANGE[0][1])]
+        only, only_completed = extract(client_for(sb), stream, done=everything_but_its_second)
+        served = sb.dataset.records(stream.name)
+
+    assert sum(1 for r in served if r[stream.cursor_field] == UNREADABLE_TIME) == len(odd) == 10
+    assert len(ids) == len(set(ids)) and set(ids) == {r["id"] for r in served}
+    assert merged(completed) == WHOLE_RANGE
+    assert (only, only_completed) == ([alone], [(at[alone], at[alone])]), "a window holding just the odd record"

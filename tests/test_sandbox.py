@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from sandbox import Credentials, Dataset, Sandbox, SandboxOptions
+from sandbox.data import UNREADABLE_TIME
 
 SMALL = dict(end_users=120, responses=300, declines=40, seed=11)
 PACIFIC = ZoneInfo("America/Los_Angeles")
@@ -635,6 +636,30 @@ def test_mutations_add_update_and_delete():
     assert len(dataset.delete("declines", n=3)) == 3
     with pytest.raises(KeyError):
         dataset.update("end_users", ids=[1])
+
+
+@pytest.mark.parametrize(
+    "stream, cursor, by", [("responses", "created_at", "created"), ("end_users", "updated_at", "updated")]
+)
+def test_a_garbled_cursor_is_rendered_as_text_yet_filtered_and_sorted_by_its_real_time(stream, cursor, by):
+    with Sandbox(SandboxOptions(**SMALL)) as sandbox:
+        tok = token(sandbox)
+        before = fetch_all(sandbox, tok, stream, sort_key=cursor, sort_order="asc")
+        middle = before[len(before) // 2]
+        at = epoch(middle[cursor])
+        admin = f"{sandbox.base_url}/_sandbox/mutate"
+        garbled = requests.post(admin, json={"stream": stream, "action": "garble", "ids": [middle["id"]]}).json()
+        after = fetch_all(sandbox, tok, stream, sort_key=cursor, sort_order="asc")
+        around = fetch_all(sandbox, tok, stream, **{f"{by}[gte]": at, f"{by}[lte]": at})
+        truth = {r["id"]: r for r in sandbox.dataset.records(stream)}
+    assert garbled == {"ids": [middle["id"]]}
+    assert [r["id"] for r in after] == [r["id"] for r in before], "the order must stay the real time's"
+    odd = next(r for r in after if r["id"] == middle["id"])
+    assert odd[cursor] == UNREADABLE_TIME and {k: v for k, v in odd.items() if k != cursor} == {
+        k: v for k, v in middle.items() if k != cursor
+    }
+    assert middle["id"] in {r["id"] for r in around}, "the filter must still place it at its real second"
+    assert truth[middle["id"]] == odd
 
 
 def test_burst_second_packs_300_responses_and_300_user_updates_into_one_second():

@@ -1,26 +1,37 @@
-"""Window walking against an in-memory API: every record once, whatever the order, ties and splits."""
+"""Window walking against an in-memory API: every record once, whatever the order, ties, splits and unreadable
+cursors."""
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
 
+from sandbox.data import UNREADABLE_TIME
 from wootric_ingest.api.errors import CrowdedSecond, WootricError
 from wootric_ingest.api.windows import PER_PAGE, StreamOrder, Window, merged, uncovered
 from wootric_ingest.streams import STREAMS
 
-RESPONSES, END_USERS = STREAMS["responses"], STREAMS["end_users"]
+RESPONSES, END_USERS, DECLINES = STREAMS["responses"], STREAMS["end_users"], STREAMS["declines"]
 
 
 class FakeApi:
-    """Records as (second, tie, id); answers a page like the sandbox: ties by a hidden key, desc = asc reversed."""
+    """Records as (second, tie, id); answers a page like the sandbox: ties by a hidden key, desc = asc reversed.
+    The ids in `unreadable` render their cursor as text no clock reads, but are filtered and sorted by their
+    real second, as the API's server knows it."""
 
     def __init__(self, stamps: list[int], *, honours_order: bool, newest_first: bool = True, seed: int = 1):
         rng = random.Random(seed)
         self.rows = sorted((s, rng.random(), 1000 + i) for i, s in enumerate(stamps))
         self.honours_order, self.newest_first = honours_order, newest_first
+        self.unreadable: set[int] = set()
         self.requests = 0
+
+    def served(self) -> list[int]:
+        """Ids in the order the walk's (ascending) requests get them: newest first when the API ignores the order."""
+        ids = [rid for _, _, rid in self.rows]
+        return ids[::-1] if self.newest_first and not self.honours_order else ids
 
     def page(self, stream, request) -> list[dict]:
         self.requests += 1
@@ -30,18 +41,28 @@ class FakeApi:
         if descending:
             rows.reverse()
         start = (request.page - 1) * PER_PAGE
-        return [{"id": rid, stream.cursor_field: second} for second, _, rid in rows[start : start + PER_PAGE]]
+        return [
+            {"id": rid, stream.cursor_field: UNREADABLE_TIME if rid in self.unreadable else second}
+            for second, _, rid in rows[start : start + PER_PAGE]
+        ]
 
 
-def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: int = 0):
-    """Drive windows sequentially, splitting a random splittable one every `split_every` pages."""
+def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: int = 0, in_flight: bool = False):
+    """Drive windows sequentially, splitting a random splittable one every `split_every` pages; `in_flight`: while
+    a page is asked for, as the client does when it feeds idle workers."""
     rng = random.Random(seed)
     order = StreamOrder(stream)
     windows = [Window(stream, lo, hi, order)]
     ids, completed, pages = [], [], 0
     while windows:
         window = rng.choice(windows)
-        progress = window.take(request := window.next_request(), api.page(stream, request))
+        request = window.next_request()
+        if in_flight and split_every and (pages + 1) % split_every == 0:
+            splittable = [w for w in windows if w.splittable]
+            if splittable:
+                mine = [window] * len(splittable) if window.splittable else []  # often the one asked for
+                windows += rng.choice(splittable + mine).split(rng.randint(2, 4))
+        progress = window.take(request, api.page(stream, request))
         pages += 1
         ids += [r["id"] for r in progress.records]
         if progress.completed:
@@ -49,7 +70,7 @@ def walk(api: FakeApi, stream, lo: int, hi: int, *, split_every: int = 0, seed: 
         windows += progress.spawned
         if window.finished:
             windows.remove(window)
-        if split_every and pages % split_every == 0:
+        if split_every and pages % split_every == 0 and not in_flight:
             splittable = [w for w in windows if w.splittable]
             if splittable:
                 windows += rng.choice(splittable).split(rng.randint(2, 4))
@@ -156,3 +177,98 @@ def test_uncovered_and_merged_ranges():
     assert uncovered(0, 100, []) == [(0, 100)]
     assert uncovered(0, 100, [(0, 100)]) == []
     assert merged([(5, 9), (0, 4), (20, 30), (25, 26)]) == [(0, 9), (20, 30)]
+
+
+# ------------------------------------------------------------------------------ cursors that cannot be read
+
+#: End users walk `updated` oldest first (the API honours the order); responses and declines walk `created`,
+#: the API sending them newest first whatever the request says.
+ORDERS = [(END_USERS, True), (RESPONSES, False), (DECLINES, False)]
+
+
+@pytest.mark.parametrize("stream, honours_order", ORDERS, ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(
+    "where, positions",
+    [
+        ("first on a page", [0]),
+        ("in the middle", [25]),
+        ("last on a full page", [49]),
+        ("first the next page brings", [50]),
+        ("last on a full page, twice in a row", [48, 49, 98, 99]),
+        ("the last of all", [199]),
+    ],
+)
+def test_a_record_whose_cursor_cannot_be_read_is_yielded_once_where_it_lies(stream, honours_order, where, positions):
+    clean = FakeApi(list(range(100, 300)), honours_order=honours_order)
+    walk(clean, stream, 0, 1000)
+    api = FakeApi(list(range(100, 300)), honours_order=honours_order)
+    served = api.served()
+    api.unreadable = {served[p] for p in positions}
+    ids, completed = walk(api, stream, 0, 1000)
+    assert sorted(ids) == sorted(served), where
+    assert merged(completed) == [(0, 1000)]
+    assert api.requests <= clean.requests + 1, "a lone unreadable cursor should cost no slower walk"
+
+
+@pytest.mark.parametrize("stream, honours_order", ORDERS, ids=lambda v: getattr(v, "name", ""))
+def test_a_record_alone_in_its_window_whose_cursor_cannot_be_read_is_yielded(stream, honours_order):
+    api = FakeApi([500], honours_order=honours_order)
+    api.unreadable = {1000}
+    assert walk(api, stream, 0, 1000) == ([1000], [(0, 1000)])
+
+
+@pytest.mark.parametrize("honours_order", [True, False])
+@pytest.mark.parametrize("stream", [END_USERS, RESPONSES], ids=lambda s: s.name)
+def test_unreadable_cursors_inside_a_crowded_second_are_paged_through_once(stream, honours_order):
+    stamps = list(range(100, 300)) + [250] * 180
+    api = FakeApi(stamps, honours_order=honours_order)
+    crowd = [rid for rid in api.served() if stamps[rid - 1000] == 250]
+    api.unreadable = {crowd[i] for i in (0, 1, 30, 48, 49, 99, 120, 179)}
+    ids, completed = walk(api, stream, 0, 1000)
+    assert sorted(ids) == sorted(api.served())
+    assert merged(completed) == [(0, 1000)]
+
+
+def test_unreadable_cursors_in_a_second_read_from_both_ends_are_yielded_once():
+    stamps = list(range(100, 400)) + [250] * 2100
+    api = FakeApi(stamps, honours_order=True)
+    crowd = [rid for rid in api.served() if stamps[rid - 1000] == 250]
+    # Forward page ends, the meeting point of the two readings, and records only the backward reading reaches.
+    api.unreadable = {crowd[i] for i in (0, 49, 50, 1449, 1499, 1500, 1501, 2000, 2099)}
+    ids, completed = walk(api, END_USERS, 0, 1000)
+    assert sorted(ids) == sorted(api.served())
+    assert merged(completed) == [(0, 1000)]
+
+
+@pytest.mark.parametrize("stream, honours_order", ORDERS, ids=lambda v: getattr(v, "name", ""))
+def test_pages_of_nothing_but_unreadable_cursors_narrow_the_window_and_say_so(stream, honours_order, caplog):
+    rng = random.Random(5)
+    api = FakeApi([rng.randrange(0, 100_000) for _ in range(600)], honours_order=honours_order)
+    served = api.served()
+    api.unreadable = set(served[200:340])
+    with caplog.at_level(logging.WARNING, logger="wootric_ingest.api.windows"):
+        ids, completed = walk(api, stream, 0, 100_000)
+    assert sorted(ids) == sorted(served)
+    assert merged(completed) == [(0, 100_000)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings, "falling back to a slower walk must be logged"
+    assert all(
+        w.startswith(f"{stream.name}: ") and f"of the 50 records on a page of {stream.cursor_filter} 1970-01-01T" in w
+        for w in warnings
+    )
+    assert api.requests < 3 * 600 / PER_PAGE + 40 * len(warnings), "narrowing should stay a matter of a few requests"
+
+
+@pytest.mark.parametrize("honours_order", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_every_record_once_when_some_cursors_cannot_be_read_with_ties_and_splits(honours_order, seed):
+    rng = random.Random(100 + seed)
+    stamps = clustered_stamps(rng, 2000, 1_000, 200_000)
+    api = FakeApi(stamps, honours_order=honours_order, seed=seed)
+    served = api.served()
+    run = rng.randrange(len(served) - 150)
+    api.unreadable = {rid for rid in served if rng.random() < 0.04} | set(served[run : run + rng.randrange(20, 150)])
+    stream = rng.choice([END_USERS, RESPONSES])
+    ids, completed = walk(api, stream, 0, 300_000, split_every=rng.choice([2, 3, 7]), seed=seed, in_flight=seed % 2)
+    assert sorted(ids) == sorted(served)
+    assert merged(completed) == [(0, 300_000)]

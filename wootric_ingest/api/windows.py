@@ -27,23 +27,39 @@ rather than truncating.
 A window can be split while it is walked (to feed idle workers): it keeps the part next to its
 boundary and hands the far part to a new window. Windows never overlap, so de-duplication is only
 ever needed at a window's own boundary second, and memory stays bounded by the records of one second.
+
+A record whose cursor cannot be read (`"created_at": "yesterday-ish"`) is still placed: the API's filter
+put it inside the request, and the page is sorted by the real time, so the readable records before and
+after it bound where it lies. It is handed over once, with those bounds standing in for its second in the
+de-duplication, and it never becomes the boundary nor counts for the order or the density. When a full
+page's readable cursors cannot move the boundary on (all of them unreadable, or the readable ones all at
+the boundary second), the window narrows instead (its time range is cut, and the API's filter places the
+records): slower, and still nothing is skipped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from wootric_ingest.api.errors import CrowdedSecond, WootricError
 from wootric_ingest.api.timestamps import unix_seconds
 from wootric_ingest.streams import Stream
+
+log = logging.getLogger(__name__)
 
 PER_PAGE = 50
 MAX_PAGE = 30
 MAX_REPEATS = 3
 """How often in a row a numbered page may come back as the page before it before the walk gives up."""
 ASC, DESC = "asc", "desc"
+
+Bounds = tuple[int, int]
+"""Where a record lies on the cursor filter, inclusive Unix seconds: its own second when its cursor reads,
+else the span its place on the page allows."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,8 @@ class Window:
     """One window [lo, hi] of one stream, walked page by page until all its records are yielded.
 
     `rem_lo`/`rem_hi` bound what is not yet known to be complete; the boundary second (`_edge`) is the
-    one at the walked side of it, with the ids already yielded there (`_seen`).
+    one at the walked side of it. `_seen` holds the records already yielded that a later page may bring
+    again (those that may lie in the boundary second), each with where it lies.
     """
 
     def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder):
@@ -147,7 +164,7 @@ class Window:
         self.density: float | None = None
         self.finished = False
         self._edge: int | None = None
-        self._seen: set = set()
+        self._seen: dict[object, Bounds] = {}
         self._continuation: PageRequest | None = None
         self._reverse_seen: set = set()
         self._first_id: object = None
@@ -199,7 +216,7 @@ class Window:
             return self._repeated(request)
         self._previous_page, self._repeats = page, 0
         stamps = [self._stamp(r) for r in records]
-        outside = [s for s in stamps if not request.lo <= s <= request.hi]
+        outside = [s for s in stamps if s is not None and not request.lo <= s <= request.hi]
         if outside:
             raise WootricError(
                 f"{self.stream.name}: asked for {self.stream.cursor_filter} in "
@@ -208,22 +225,34 @@ class Window:
             )
         if request.sort_order == DESC:
             return self._take_reverse(request, records)
-        self.order.learn(stamps)
-        full = len(records) >= PER_PAGE
-        kept = [(r, s) for r, s in zip(records, stamps) if self.lo <= s <= self.hi]
-        fresh = [r for r, s in kept if not (s == self._edge and _identity(r) in self._seen)]
-        duplicates = len(kept) - len(fresh)
-        if not full or len(kept) < len(records):
-            return self._finish(fresh, duplicates)
-        last = stamps[-1]
-        self.density = len(records) / (abs(last - stamps[0]) + 1)
-        if stamps[0] == last:
-            self._page_within(request, records, last)
-        else:
+        readable = [s for s in stamps if s is not None]
+        self.order.learn(readable)
+        placed = list(zip(records, self._place(request, stamps)))
+        if len(readable) < len(stamps) and any(self._straddles(bounds) for _, bounds in placed):
+            # Split while the request flew, and a record may lie on either side of the cut: ask again within the
+            # window's own bounds (from page 1; what was yielded at the boundary second is dropped by id).
             self._continuation = None
-            self._edge, self._seen = last, {_identity(r) for r, s in zip(records, stamps) if s == last}
+            return PageOutcome([], None)
+        kept = [(r, b) for r, b in placed if self.lo <= b[0] and b[1] <= self.hi]
+        if len(records) < PER_PAGE or len(kept) < len(records):
+            fresh = self._fresh(kept)
+            return self._finish(fresh, len(kept) - len(fresh))
+        last = readable[-1] if readable else None
+        if last is not None and any(self._before(b, last) for _, b in kept):
+            # A record that may lie past the new boundary (an unreadable one after the last readable) waits for
+            # the next request, which starts there: yielded now, a split could hand its span to a new window.
+            kept = [(r, b) for r, b in kept if not self._past(b, last)]
+            fresh = self._fresh(kept)
+            self.density = len(readable) / (abs(last - readable[0]) + 1)
+            self._continuation = None
+            self._remember(kept, last)
             self._advance_to(last)
-        return PageOutcome(fresh, self._newly_completed(), duplicates=duplicates)
+        elif (second := _one_second(kept)) is not None:
+            fresh = self._fresh(kept)
+            self._page_within(request, kept, second)
+        else:
+            return self._narrow(stamps, last)
+        return PageOutcome(fresh, self._newly_completed(), duplicates=len(kept) - len(fresh))
 
     def _repeated(self, request: PageRequest) -> PageOutcome:
         """Page n came back as page n-1 (a cache or proxy answering stale): taking it as page n would skip the
@@ -238,14 +267,12 @@ class Window:
         self._continuation = request
         return PageOutcome([], None, duplicates=len(self._previous_page))
 
-    def _page_within(self, request: PageRequest, records: list[dict], second: int) -> None:
+    def _page_within(self, request: PageRequest, placed: list[tuple[dict, Bounds]], second: int) -> None:
         """A whole page of one second: page on through it, from the other end past page 30."""
         if request.page == 1 or second != self._edge:
-            self._first_id = _identity(records[0])
-        if second != self._edge:
-            self._edge, self._seen = second, set()
-        self._seen.update(_identity(r) for r in records)
-        self._last_id = _identity(records[-1])
+            self._first_id = _identity(placed[0][0])
+        self._remember(placed, second)
+        self._last_id = _identity(placed[-1][0])
         self._advance_to(second)
         if request.page < MAX_PAGE:
             self._continuation = replace(request, page=request.page + 1)
@@ -254,13 +281,14 @@ class Window:
 
     def _take_reverse(self, request: PageRequest, records: list[dict]) -> PageOutcome:
         """A page of the crowded second `_edge` read backwards, until it meets the forward reading."""
+        second = self._edge
         ids = [_identity(r) for r in records]
         if request.page == 1 and ids and ids[0] == self._first_id:
             raise self._crowded()
-        met = next((i for i, rid in enumerate(ids) if rid in self._seen), None)
+        met = next((i for i, rid in enumerate(ids) if self._seen.get(rid) == (second, second)), None)
         if met is not None and ids[met] != self._last_id:
             raise self._crowded()
-        fresh = [r for r in records[:met] if _identity(r) not in self._reverse_seen]
+        fresh = [r for r in records[:met] if _identity(r) not in self._reverse_seen and _identity(r) not in self._seen]
         self._reverse_seen.update(_identity(r) for r in fresh)
         if met is None and len(records) >= PER_PAGE:
             if request.page >= MAX_PAGE:
@@ -272,7 +300,7 @@ class Window:
     def _pass_crowded_second(self, fresh: list[dict], duplicates: int) -> PageOutcome:
         second = self._edge
         assert second is not None, "a crowded second is passed only while one is being read"
-        self._continuation, self._edge, self._seen, self._reverse_seen = None, None, set(), set()
+        self._continuation, self._edge, self._seen, self._reverse_seen = None, None, {}, set()
         spawned = []
         if self.order.value == ASC:
             self.rem_lo = second + 1
@@ -289,10 +317,51 @@ class Window:
             return self._finish(fresh, duplicates)
         return PageOutcome(fresh, self._newly_completed(), spawned, duplicates)
 
+    def _narrow(self, stamps: list[int | None], anchor: int | None) -> PageOutcome:
+        """A full page whose readable cursors cannot move the boundary on: cut what is left of the window at the
+        second those cursors show (or the boundary, else in half), keep the part next to the boundary and hand
+        the rest to new windows. The page is dropped: the narrower requests bring its records again, and the
+        API's filter places those whose cursor cannot be read. Every cut shrinks the window, so this ends, at
+        worst at a single second, which is paged through like any crowded second."""
+        lo, hi = self.rem_lo, self.rem_hi
+        assert lo < hi, "a single second's page is always one second"
+        anchor = self._edge if anchor is None else anchor
+        if self.order.value == DESC:
+            cut = anchor if anchor is not None and lo < anchor <= hi else (lo + hi + 1) // 2
+            near, far = (cut, hi), [(lo, cut - 1)]
+        elif self.order.value == ASC or anchor is None:
+            cut = anchor if anchor is not None and lo <= anchor < hi else (lo + hi) // 2
+            near, far = (lo, cut), [(cut + 1, hi)]
+        else:
+            near, far = (anchor, anchor), [(lo, anchor - 1), (anchor + 1, hi)]
+        if self.order.value == ASC:
+            self.hi = self.rem_hi = near[1]
+        elif self.order.value == DESC:
+            self.lo = self.rem_lo = near[0]
+        else:
+            self.lo, self.hi = self.rem_lo, self.rem_hi = near
+        self._continuation = None
+        spawned = [Window(self.stream, a, b, self.order) for a, b in far if a <= b]
+        log.warning(
+            "%s: %d of the %d records on a page of %s %s..%s have an unreadable %s, so the page cannot move the "
+            "walk on; reading %s..%s first and the rest as %d more window(s) (slower; no record is skipped)",
+            self.stream.name,
+            stamps.count(None),
+            len(stamps),
+            self.stream.cursor_filter,
+            _iso(lo),
+            _iso(hi),
+            self.stream.cursor_field,
+            _iso(near[0]),
+            _iso(near[1]),
+            len(spawned),
+        )
+        return PageOutcome([], None, spawned)
+
     def _finish(self, fresh: list[dict], duplicates: int) -> PageOutcome:
         self.finished = True
         self.rem_lo, self.rem_hi = self.hi + 1, self.hi
-        self._edge, self._seen, self._continuation = None, set(), None
+        self._edge, self._seen, self._continuation = None, {}, None
         return PageOutcome(fresh, (self.lo, self.hi), duplicates=duplicates)
 
     def _advance_to(self, second: int) -> None:
@@ -318,10 +387,92 @@ class Window:
         assert self._edge is not None
         return CrowdedSecond(self.stream.name, self._edge, len(self._seen) + len(self._reverse_seen))
 
-    def _stamp(self, record: dict) -> int:
+    def _stamp(self, record: dict) -> int | None:
+        """The record's cursor in Unix seconds; None when it cannot be read (`_place` places the record)."""
         try:
             return unix_seconds(record.get(self.stream.cursor_field))
-        except ValueError as e:
-            raise WootricError(
-                f"{self.stream.name} record {record.get('id')}: {self.stream.cursor_field} {e}"
-            ) from None
+        except ValueError:
+            return None
+
+    def _place(self, request: PageRequest, stamps: list[int | None]) -> list[Bounds]:
+        """Where each record of a page lies: its own second, or, when its cursor cannot be read, between the
+        readable seconds nearest before and after it on the page (the page is sorted by the real time), or the
+        request's bound where the page has none on that side (on a later numbered page, the second paged
+        through). While the order is not known yet, the span covers both orders."""
+        if None not in stamps:
+            return [(s, s) for s in stamps if s is not None]
+        orders = [self.order.value] if self.order.value else [ASC, DESC]
+        placed: list[Bounds] = []
+        for i, stamp in enumerate(stamps):
+            if stamp is not None:
+                placed.append((stamp, stamp))
+                continue
+            before = next((s for s in reversed(stamps[:i]) if s is not None), None)
+            after = next((s for s in stamps[i + 1 :] if s is not None), None)
+            ends = []
+            for order in orders:
+                first, last = (request.lo, request.hi) if order == ASC else (request.hi, request.lo)
+                if request.page > 1 and self._edge is not None:
+                    first = self._edge
+                ends += [first if before is None else before, last if after is None else after]
+            placed.append((min(ends), max(ends)))
+        return placed
+
+    def _straddles(self, bounds: Bounds) -> bool:
+        """Whether a record may lie on either side of the window's bounds (it was split while the page flew)."""
+        lo, hi = bounds
+        return lo < self.lo <= hi or lo <= self.hi < hi
+
+    def _before(self, bounds: Bounds, second: int) -> bool:
+        """Whether a record lies before `second` in the walk's order, for certain."""
+        if self.order.value == ASC:
+            return bounds[1] < second
+        if self.order.value == DESC:
+            return bounds[0] > second
+        return False
+
+    def _past(self, bounds: Bounds, second: int) -> bool:
+        """Whether a record may lie beyond `second` in the walk's order."""
+        return bounds[1] > second if self.order.value == ASC else bounds[0] < second
+
+    def _fresh(self, placed: list[tuple[dict, Bounds]]) -> list[dict]:
+        """The records not handed over before: a record read again where it may lie is dropped (one that moved
+        meanwhile, an end user updated during the walk, is new again)."""
+        if not self._seen:
+            return [record for record, _ in placed]
+        low, high = min(lo for lo, _ in self._seen.values()), max(hi for _, hi in self._seen.values())
+        fresh = []
+        for record, bounds in placed:
+            before = self._seen.get(_identity(record)) if bounds[0] <= high and low <= bounds[1] else None
+            if before is None or _overlap(before, bounds) is None:
+                fresh.append(record)
+        return fresh
+
+    def _remember(self, placed: list[tuple[dict, Bounds]], edge: int) -> None:
+        """Make `edge` the boundary second and keep what a later page may bring again: the records handed over
+        that may lie in it (nothing that may lie past it is handed over), narrowed where one was read before."""
+        seen = {key: (lo, hi) for key, (lo, hi) in self._seen.items() if lo <= edge <= hi}
+        for record, (lo, hi) in placed:
+            if lo <= edge <= hi:
+                key = _identity(record)
+                before = seen.get(key)
+                seen[key] = (_overlap(before, (lo, hi)) if before else None) or (lo, hi)
+        self._edge, self._seen = edge, seen
+
+
+def _one_second(placed: list[tuple[dict, Bounds]]) -> int | None:
+    """The second all of a page's records lie in, if they certainly share one."""
+    spans = {bounds for _, bounds in placed}
+    if len(spans) != 1:
+        return None
+    lo, hi = spans.pop()
+    return lo if lo == hi else None
+
+
+def _overlap(a: Bounds, b: Bounds) -> Bounds | None:
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    return (lo, hi) if lo <= hi else None
+
+
+def _iso(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
