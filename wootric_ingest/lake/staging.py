@@ -158,9 +158,9 @@ class StagingArea:
         if self._rows or self._rejected:
             part = Part(self._next_part, self._census())
             if self._rejected:
-                columns = list(zip(*self._rejected))
-                self._publish(part.rejected_name, columns, _REJECTS_ARROW)
-            self._publish(part.name, list(zip(*self._rows)), _arrow_schema(self.stream))
+                self._publish(part.rejected_name, self._rejected, _REJECTS_ARROW)
+            if self._rows:
+                self._publish(part.name, self._rows, _arrow_schema(self.stream))
             self._parts.append(part)
             self._next_part += 1
             self.records += part.census.rows + part.census.rejected
@@ -177,8 +177,9 @@ class StagingArea:
         return sum((p.census for p in self._parts), Census())
 
     def parts(self) -> list[str]:
-        """The listed parts, this attempt's and earlier ones', in write order."""
-        return [f"{self.folder}/{p.name}" for p in self._parts]
+        """The listed parts of rows, this attempt's and earlier ones', in write order (a batch whose records all
+        lacked a usable id has only its rejected file)."""
+        return [f"{self.folder}/{p.name}" for p in self._parts if p.census.rows]
 
     def rejected_parts(self) -> list[str]:
         """The rejected-record files beside the listed parts."""
@@ -208,8 +209,9 @@ class StagingArea:
             len(self._rejected),
         )
 
-    def _publish(self, name: str, columns: list[tuple], schema: pa.Schema) -> None:
-        """Columns as one Parquet file, built in memory and published whole (object stores have no appends)."""
+    def _publish(self, name: str, rows: list[tuple], schema: pa.Schema) -> None:
+        """Rows as one Parquet file, built in memory and published whole (object stores have no appends)."""
+        columns = zip(*rows)
         table = pa.Table.from_arrays(
             [pa.array(values, type=f.type) for values, f in zip(columns, schema)], schema=schema
         )

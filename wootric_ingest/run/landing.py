@@ -26,6 +26,7 @@ from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.rejects import STAGED_REJECTS_SCHEMA
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.state import SyncMode
+from wootric_ingest.lake.tables import CommitInfo, StreamTable
 from wootric_ingest.run.planning import Plan
 from wootric_ingest.run.progress import Progress
 from wootric_ingest.streams import PRIMARY_KEY
@@ -145,7 +146,7 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         rows_updated=changes.updated if changes else 0,
         rows_deleted=changes.deleted if changes else 0,
         table_version=version,
-        table_rows=table.count(),
+        table_rows=_table_rows(table, commit if committed_now else None),
         bookmark=bookmark,
         seconds=time.monotonic() - started,
         records_rejected=rejected,
@@ -153,13 +154,24 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     )
 
 
-def latest_per_id(rows: DataFrame, partitions: int | None = None) -> DataFrame:
+def _table_rows(table: StreamTable, commit: CommitInfo | None) -> int:
+    """The table's rows: an overwrite this landing just committed says how many it wrote (no job to count them);
+    otherwise they are counted."""
+    if commit is not None and commit.operation == "WRITE" and "numOutputRows" in commit.metrics:
+        return int(commit.metrics["numOutputRows"])
+    return table.count()
+
+
+def latest_per_id(rows: DataFrame, files: int | None = None) -> DataFrame:
     """One row per id: the newest `updated_at`, then the latest fetch, then the raw text, so ties resolve the
-    same way whatever order pages arrived in. The shuffle partitions by id range (into `partitions`, else the
-    session's shuffle partitions) and the window reuses it, so each file written holds a narrow id range and a
-    later MERGE can skip the files outside its ids."""
+    same way whatever order pages arrived in.
+
+    With `files` (a full sync), the shuffle partitions by id range into that many partitions and the window
+    reuses it, so each file written holds a narrow id range and a later MERGE can skip the files outside its ids;
+    into one partition, Spark needs no sampling pass for the range. Without (an incremental sync), the window's
+    own shuffle by id, which the MERGE's join by id reuses."""
     order = Window.partitionBy(PRIMARY_KEY).orderBy(
         F.col("updated_at").desc_nulls_last(), F.col("_extracted_at").desc(), F.col("_raw").desc()
     )
-    ranged = rows.repartitionByRange(partitions, PRIMARY_KEY) if partitions else rows.repartitionByRange(PRIMARY_KEY)
+    ranged = rows.repartitionByRange(files, PRIMARY_KEY) if files else rows
     return ranged.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
