@@ -4,6 +4,8 @@ and why a record cannot be keyed; the semantics Spark gives a JSON record read w
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -13,6 +15,8 @@ from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.run.landing import latest_per_id
 from wootric_ingest.shaping import Shaped, fetch_time, iso_utc, shape
 from wootric_ingest.streams import STREAMS
+
+from conftest import REPO
 
 FETCHED = fetch_time(1700000000.25)
 END_USER = {
@@ -302,3 +306,13 @@ def test_latest_per_id_keeps_the_newest_update_then_the_latest_fetch(spark):
     frame = spark.createDataFrame([s.values for s in (new, old, *same)], schema)
     rows = {r["id"]: r["text"] for r in latest_per_id(frame).collect()}
     assert rows == {"1": "new", "2": "a"}
+
+
+def test_shaping_needs_no_pyspark_so_a_data_source_and_the_driver_share_it():
+    blocked = (
+        "import sys; sys.modules['pyspark'] = None; sys.modules['pyarrow'] = None; "
+        "from wootric_ingest.shaping import shape, fetch_time; from wootric_ingest.streams import STREAMS; "
+        "print(shape(STREAMS['declines'], {'id': 7}, fetch_time(0), 'r').values[0])"
+    )
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "7\n"), done.stderr

@@ -53,6 +53,11 @@ class Shaped:
     mismatches: tuple[str, ...]
     problem: str | None
 
+    @property
+    def raw(self) -> str:
+        """The record as `_raw` holds it."""
+        return self.values[-1]
+
 
 def shape(stream: Stream, record: object, extracted_at: datetime, run_id: str) -> Shaped:
     """`record` (parsed JSON as the API sent it) as a row of `stream`'s table, fetched at `extracted_at` (see
@@ -173,15 +178,20 @@ def _text(value: object) -> str:
     if type(value) is float:
         return _java_double(value)
     text = _COMPACT.encode(value)
-    return _json(value) if _NOT_AS_JACKSON.search(text) else text
+    jackson = (
+        _FLOAT_IN_JSON.search(text)
+        or ("\\u00" in text and _HEX_LETTER_ESCAPE.search(text))
+        or (not text.isascii() and _UTF16_SURROGATES.search(text))
+    )
+    return _json(value) if jackson else text
 
 
 #: What tells Python's compact JSON from Jackson's: a float (Java writes `1.0E20`, Python `1e+20`), a control
 #: character escaped with hex letters (`\u001F`, not `\u001f`), a character beyond the BMP or a surrogate (Jackson
 #: escapes each UTF-16 unit). A false alarm (the same text inside a string) only costs the slower, exact path.
-_NOT_AS_JACKSON = re.compile(
-    r"(?:^|[\[,:])-?(?:[0-9]+[.eE]|Infinity|NaN)|\\u00(?:0[b-f]|1[a-f])|[\ud800-\udfff\U00010000-\U0010ffff]"
-)
+_FLOAT_IN_JSON = re.compile(r"[\[,:]-?(?:[0-9]+[.eE]|Infinity|NaN)")
+_HEX_LETTER_ESCAPE = re.compile(r"\\u00(?:0[b-f]|1[a-f])")
+_UTF16_SURROGATES = re.compile(r"[\ud800-\udfff\U00010000-\U0010ffff]")
 _JACKSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 _JACKSON_ESCAPED = re.compile(r'["\\\x00-\x1f\ud800-\udfff\U00010000-\U0010ffff]')
 

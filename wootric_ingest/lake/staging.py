@@ -87,7 +87,8 @@ def _most(a: str | None, b: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Part:
-    """A published part: its number, its census and whether a rejected file sits beside it."""
+    """A published part: its number and its census, which tells whether it has rows, records without a usable
+    id (in the rejected file beside it), or both."""
 
     number: int
     census: Census
@@ -140,13 +141,12 @@ class StagingArea:
         stamp = fetch_time(time.time() if fetched_at is None else fetched_at)
         for record in records:
             shaped = shape(self.stream, record, stamp, self.run_id)
-            raw = shaped.values[-1]
             if shaped.problem is None:
                 self._rows.append(shaped.values)
                 self._mismatches.update(shaped.mismatches)
             else:
-                self._rejected.append((raw, shaped.values[-3], shaped.problem))
-            self._pending_bytes += len(raw.encode("utf-8"))
+                self._rejected.append((shaped.raw, stamp, shaped.problem))
+            self._pending_bytes += len(shaped.raw.encode("utf-8"))
             if len(self._rows) + len(self._rejected) >= self.batch_records or self._pending_bytes >= self.batch_bytes:
                 self.flush()
         if completed is not None:

@@ -6,10 +6,10 @@ Staging already shaped the records (typed rows in Parquet) and kept their census
 cursor, type mismatches, rejected records), so landing parses nothing and makes no pass of its own to learn
 them: it reads the parts with the table's schema, nothing cached in memory, so nothing on the driver or in the
 JVM grows with the stream, and writes the commit (an incremental one first keeps the rows that change the
-table, on disk). Its one shuffle partitions by id range and keeps one row per id (a record can be fetched
-twice: at a window's boundary, when it moves while walked, when a resumed run fetches a range again), so a
-full sync writes its files by id range and the MERGEs after it, whose ids are recent, read and rewrite only
-the newest files.
+table, on disk). Its one shuffle keeps one row per id (a record can be fetched twice: at a window's boundary,
+when it moves while walked, when a resumed run fetches a range again). A full sync's partitions by id range, so
+it writes its files by id range and the MERGEs after it, whose ids are recent, read and rewrite only the newest
+files; an incremental sync's is by id, and the MERGE's join by id reuses it.
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         log.warning(
             "%s: values that did not fit their column's type landed as null (kept in _raw): %s", stream.name, mismatches
         )
-    kept = plan.bookmark if plan.mode is SyncMode.INCREMENTAL else None
-    bookmark = max(filter(None, [census.newest, kept]), default=None)
+    previous = plan.bookmark if plan.mode is SyncMode.INCREMENTAL else None  # a null never becomes the bookmark
+    bookmark = max(filter(None, [census.newest, previous]), default=None)
     metadata = plan.commit_metadata(run_id, bookmark)
     if staging.run_id != run_id:
         metadata["staging_run"] = staging.run_id
