@@ -5,11 +5,13 @@ the same values. Per record: the typed values in the table's column order (the s
 of its fields, then `_extracted_at`, `_run_id`, `_raw`), the columns whose value did not fit their type, and
 why the record cannot be keyed (or None).
 
-The semantics are those Spark gives a JSON record read with every leaf as a string and then cast: a string
-column keeps a JSON number, object or array as its compact JSON text; an integer or boolean column takes what
-`try_cast` takes (`"9"`, `" 9 "`, `"yes"`, `"F"`) and anything else, out of range or unparseable, lands as null
-and counts as a type mismatch; a timestamp column is normalised to ISO-8601 UTC from every form Wootric renders.
-An object field that arrived as something else is null and counted once, at the object.
+The semantics are those Spark gives a JSON record read with every leaf as a string and then cast (the Spark
+expressions this replaced, checked against them value by value): a string column keeps a JSON number, object
+or array as compact JSON text, as Spark's JSON reader writes it back (Java's `1.0E20` for a float); an integer
+or boolean column takes what `try_cast` takes (`"9"`, `" 9 "`, `"yes"`, `"F"`) and anything else, out of range
+or unparseable, lands as null and counts as a type mismatch; a timestamp column is normalised to ISO-8601 UTC
+from every form Wootric renders. An object field that arrived as something else is null and counted once, at
+the object. Floats get their shortest digits, where Java 17 writes a few with more (`4.9E-324`).
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def key_problem(record: object) -> str | None:
 
 # ----------------------------------------------------------------------------------------------- converters
 
-#: value as parsed, whether the record is ASCII-escaped, the mismatches so far → the column's value
+#: value as parsed, whether the record holds a lone surrogate (so `_raw` is ASCII-escaped), the mismatches so far
+#: → the column's value
 Converter = Callable[[object, bool, list[str]], Any]
 
 
