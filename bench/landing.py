@@ -194,10 +194,13 @@ def child_sync(url: str, root: str) -> dict:
 
 def child_naive(root: str) -> dict:
     """The baseline: every stream's records in a Python list (as a client without staging would hand them
-    over), then `createDataFrame`, the same shaping, and one overwrite per stream."""
-    from wootric_ingest.lake.shaping import STAGED_SCHEMA, latest_per_id, shape
+    over), then the same shaping into Python rows, `createDataFrame`, and one overwrite per stream."""
+    import pyarrow.parquet as pq
+
     from wootric_ingest.lake.state import SyncMode
     from wootric_ingest.lake.tables import StreamTable
+    from wootric_ingest.run.landing import latest_per_id
+    from wootric_ingest.shaping import shape
 
     spark, spark_start, lakehouse, kept = _lakehouses(None, root, None)
     probe = Probe(spark)
@@ -205,19 +208,19 @@ def child_naive(root: str) -> dict:
     out: dict = {"spark_start_s": spark_start, "streams": {}}
     for stream_config in lakehouse.config.streams:
         records = [
-            json.loads(line)
+            (json.loads(row["_raw"]), row["_extracted_at"])
             for part in kept.staging(RUN_ID, stream_config.name).parts()
-            for line in Path(part).read_text(encoding="utf-8").splitlines()
+            for row in pq.read_table(part, columns=["_raw", "_extracted_at"]).to_pylist()
         ]
         table = StreamTable(spark, f"{naive}/{stream_config.name}", stream_config.stream, lakehouse.properties)
         plan = _plan(lakehouse, stream_config, full_sync=True)
         assert plan.mode is SyncMode.FULL
         started = time.monotonic()
-        staged = spark.createDataFrame([(r["fetched_at"], json.dumps(r["record"])) for r in records], STAGED_SCHEMA)
-        rows = latest_per_id(shape(staged, plan.stream, "naive"))
+        shaped = [shape(plan.stream, record, fetched, "naive").values for record, fetched in records]
+        rows = latest_per_id(spark.createDataFrame(shaped, table.schema))
         table.overwrite(rows, plan.commit_metadata("naive", None), "naive")
         out["streams"][stream_config.name] = {"records": len(records), "land_s": time.monotonic() - started}
-        del records, staged, rows
+        del records, shaped, rows
     return {**out, **probe.finish()}
 
 

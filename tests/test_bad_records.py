@@ -21,8 +21,8 @@ from wootric_ingest.api import RetryPolicy, WootricClient
 from wootric_ingest.api.timestamps import unix_seconds
 from wootric_ingest.cli import main
 from wootric_ingest.config import ApiConfig, Auth, load_config
-from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords, split
-from wootric_ingest.lake.shaping import STAGED_SCHEMA, shape
+from wootric_ingest.lake.rejects import REJECTED_SCHEMA, STAGED_REJECTS_SCHEMA, RejectedRecords
+from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.storage import LocalStorage
 from wootric_ingest.lake.tables import Table
@@ -95,7 +95,7 @@ def identity(record: dict) -> str:
 
 
 def iso(timestamp: str) -> str:
-    """A Wootric timestamp as the tables write it (ISO-8601 UTC), computed apart from the job's Spark shaping."""
+    """A Wootric timestamp as the tables write it (ISO-8601 UTC), computed apart from the job's shaping."""
     return datetime.fromtimestamp(unix_seconds(timestamp), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -165,88 +165,60 @@ field_names = st.sampled_from(
 records = st.dictionaries(field_names, json_values, max_size=8) | json_values
 
 
+def staged(root: str, stream: str, batch: list) -> StagingArea:
+    staging = StagingArea(LocalStorage(), f"{root}/run-1/{stream}", STREAMS[stream], "run-1")
+    staging.write(batch, fetched_at=1700000000.0)
+    staging.flush()
+    return staging
+
+
+def read_staged(spark, staging: StagingArea):
+    """What landing reads: the parts with the table's schema, the rejected files with theirs."""
+    rows = spark.read.schema(table_schema(staging.stream)).parquet(*staging.parts()) if staging.parts() else None
+    rejected = staging.rejected_parts()
+    return (
+        rows.collect() if rows is not None else [],
+        spark.read.schema(STAGED_REJECTS_SCHEMA).parquet(*rejected).collect() if rejected else [],
+    )
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(records, min_size=1, max_size=6), stream=st.sampled_from(sorted(STREAMS)))
 def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, batch, stream):
     with tempfile.TemporaryDirectory() as root:
-        staging = StagingArea(LocalStorage(), f"{root}/run-1/{stream}", "run-1")
-        staging.write(batch, fetched_at=1700000000.0)
-        staging.flush()
-        staged = spark.read.schema(STAGED_SCHEMA).json(staging.parts())
-        keyed, rejected = split(shape(staged, STREAMS[stream], "run-1"))
-        rows = keyed.collect()
-        reasons = [r["reason"] for r in rejected.collect()]
+        staging = staged(root, stream, batch)
+        rows, rejected = read_staged(spark, staging)
 
     expected = [usable_id(r) for r in batch]
-    assert len(rows) + len(reasons) == len(batch)
+    assert len(rows) + len(rejected) == len(batch) == staging.records
     assert sorted(r["id"] for r in rows) == sorted(k for k in expected if k is not None)
-    assert len(reasons) == expected.count(None) and all(reasons)
+    assert len(rejected) == expected.count(None) and all(r["reason"] for r in rejected)
+    assert staging.census().rows == len(rows) and staging.census().rejected == len(rejected)
     for row in rows:
         assert json.loads(row["_raw"]) is not None
+    assert sorted(json.dumps(json.loads(r["record"]), sort_keys=True) for r in rejected) == sorted(
+        json.dumps(b, sort_keys=True) for b, key in zip(batch, expected) if key is None
+    )
 
 
 def test_a_lone_surrogate_from_the_api_is_staged_escaped_instead_of_failing_the_run(spark, tmp_path):
     record = json.loads('{"id": 5, "text": "half an emoji \\ud83d here"}')  # what requests makes of that JSON
-    staging = StagingArea(LocalStorage(), f"{tmp_path}/run-1/responses", "run-1")
-    staging.write([record])
-    staging.flush()
-    (row,) = shape(spark.read.schema(STAGED_SCHEMA).json(staging.parts()), STREAMS["responses"], "r").collect()
-    assert row["id"] == "5" and row["text"].startswith("half an emoji ") and row["text"].endswith(" here")
-
-
-def shaped(spark, *records, stream="responses"):
-    lines = [json.dumps({"fetched_at": 1700000000.0, "record": r}) for r in records]
-    staged = spark.read.schema(STAGED_SCHEMA).json(spark.sparkContext.parallelize(lines, 1))
-    return shape(staged, STREAMS[stream], "run-1")
-
-
-def test_each_reason_a_record_cannot_be_keyed_is_named(spark):
-    keyed, rejected = split(
-        shaped(
-            spark,
-            {"id": 1},
-            {"id": "R-7"},
-            {"id": "12"},
-            {"id": 123456789012345678901234567890},
-            {"text": "no id"},
-            {"id": None},
-            {"id": True},
-            {"id": {"a": 1}},
-            {"id": [1]},
-            {"id": 1.5},
-            {"id": " "},
-            "a string",
-            [1, 2],
-            None,
-            42,
-        )
-    )
-    assert sorted(r["_raw"] for r in keyed.collect()) == sorted(
-        ['{"id":1}', '{"id":"R-7"}', '{"id":"12"}', '{"id":123456789012345678901234567890}']
-    )
-    assert [r["reason"] for r in rejected.collect()] == [
-        "no id",
-        "no id",
-        "the id is a boolean",
-        "the id is an object",
-        "the id is an array",
-        "the id is not a whole number of at most 38 digits",
-        "the id is a blank string",
-        "not a JSON object",
-        "not a JSON object",
-        "not a JSON object",
-        "not a JSON object",
-    ]
+    (row,), _ = read_staged(spark, staged(str(tmp_path), "responses", [record]))
+    assert row["id"] == "5" and row["text"] == "half an emoji ? here"
+    assert row["_raw"] == '{"id":5,"text":"half an emoji \\ud83d here"}'
 
 
 def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetched(spark, tmp_path):
     table = RejectedRecords(Table(spark, f"{tmp_path}/rejected", REJECTED_SCHEMA, {}))
-    _, rejected = split(shaped(spark, {"text": "no id"}, {"id": True}, {"text": "no id"}))
-    assert table.record("responses", "run-1", rejected) == 2
-    _, again = split(shaped(spark, {"text": "no id"}, {"id": [3]}))
-    assert table.record("responses", "run-2", again) == 2
-    _, none = split(shaped(spark, {"id": 1}))
-    assert table.record("responses", "run-3", none) == 0
+
+    def rejected(run: str, *batch):
+        staging = staged(str(tmp_path / run), "responses", list(batch))
+        return spark.read.schema(STAGED_REJECTS_SCHEMA).parquet(*staging.rejected_parts())
+
+    assert (
+        table.record("responses", "run-1", rejected("run-1", {"text": "no id"}, {"id": True}, {"text": "no id"})) == 2
+    )
+    assert table.record("responses", "run-2", rejected("run-2", {"text": "no id"}, {"id": [3]}, {"id": 1})) == 2
 
     rows = {r["record"]: r for r in table.table.read().collect()}
     assert set(rows) == {'{"text":"no id"}', '{"id":true}', '{"id":[3]}'}

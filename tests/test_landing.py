@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from sandbox import Sandbox, SandboxOptions
@@ -66,14 +67,11 @@ def test_a_stream_that_fails_to_land_keeps_its_staging_and_manifest(spark, sandb
     [run_id] = staged_runs(config)
     staging = Lakehouse(config, spark).staging(run_id, "responses")
     assert sorted(Path(staging.run_folder).iterdir()) == [Path(staging.folder)]  # the landed streams' are gone
-    staged = [
-        json.loads(line)["record"]
-        for part in staging.parts()
-        for line in Path(part).read_text(encoding="utf-8").splitlines()
-    ]
+    staged = [json.loads(row["_raw"]) for part in staging.parts() for row in pq.read_table(part).to_pylist()]
     assert sorted(r["id"] for r in staged) == sorted(sandbox.dataset.ids("responses"))
     window = (int(config.start_date.timestamp()), int(NOW.timestamp()))
-    assert json.loads(Path(staging.folder, MANIFEST).read_text()) == {"completed": [list(window)]}
+    assert json.loads(Path(staging.folder, MANIFEST).read_text())["completed"] == [list(window)]
+    assert staging.census().rows == len(staged)
 
 
 def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, make_config):

@@ -25,12 +25,12 @@ from pyspark.sql.types import StringType
 
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.layout import Layout
-from wootric_ingest.lake.shaping import latest_per_id, shape
 from wootric_ingest.lake.state import read_state
 from wootric_ingest.lake.tables import NEWER, StreamTable, decode, with_retries
-from wootric_ingest.run.landing import Landed, land
+from wootric_ingest.run.landing import Landed, land, latest_per_id
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.result import OK, StreamResult
+from wootric_ingest.shaping import fetch_time, shape
 from wootric_ingest.streams import STREAMS
 
 from conftest import runs_path, table_path
@@ -494,15 +494,9 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
             Other(path).delete("id = '2'")
         return email
 
-    staged = spark.createDataFrame([(json.dumps(user(3, "2024-02-02 10:00:00")),)], "record string")
-    rows = latest_per_id(
-        shape(staged.select(F.lit(T0.timestamp()).alias("fetched_at"), "record"), STREAMS["end_users"], "second")
-    ).withColumns(
-        {
-            "email": F.udf(interfere, StringType()).asNondeterministic()("email"),
-            "_deleted_at": F.lit(None).cast("timestamp"),
-        }
-    )
+    shaped = shape(STREAMS["end_users"], user(3, "2024-02-02 10:00:00"), fetch_time(T0.timestamp()), "second")
+    staged = spark.createDataFrame([shaped.values], stream_table(spark, config, "end_users").schema)
+    rows = latest_per_id(staged).withColumn("email", F.udf(interfere, StringType()).asNondeterministic()("email"))
 
     def merge() -> None:
         (

@@ -17,13 +17,16 @@ MASK = "***"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_needles: tuple[str, ...] = ()  # every secret as written and JSON-escaped: `exposes` runs for every record
 
 
 def register(secret: str | None) -> None:
     """Treat `secret` as sensitive from now on (short values are ignored: they would mask ordinary words)."""
+    global _needles
     if secret and len(secret) >= 4:
         with _lock:
             _secrets.add(secret)
+            _needles = tuple({n for s in _secrets for n in (s, json.dumps(s, ensure_ascii=False)[1:-1])})
 
 
 def redact(text: str) -> str:
@@ -38,9 +41,7 @@ def redact(text: str) -> str:
 
 def exposes(text: str) -> bool:
     """Whether `text` (JSON, as serialised) holds a registered secret, as written or JSON-escaped."""
-    with _lock:
-        secrets = list(_secrets)
-    return any(s in text or json.dumps(s, ensure_ascii=False)[1:-1] in text for s in secrets)
+    return any(needle in text for needle in _needles)
 
 
 def redact_values(value: Any) -> Any:

@@ -22,6 +22,7 @@ from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.storage import Storage, storage_for
 from wootric_ingest.lake.tables import StreamTable, Table
+from wootric_ingest.streams import STREAMS
 
 
 def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, str]:
@@ -111,7 +112,7 @@ class Lakehouse:
 
     def staging(self, run_id: str, stream: str, **batching: int) -> StagingArea:
         """The staging of one stream in one run (opening an existing one resumes it)."""
-        return StagingArea(self.files, self.layout.staging_folder(run_id, stream), run_id, **batching)
+        return StagingArea(self.files, self.layout.staging_folder(run_id, stream), STREAMS[stream], run_id, **batching)
 
     def staged_runs(self, stream: str) -> set[str]:
         """The runs that left staging for `stream`."""

@@ -8,23 +8,22 @@ shows whatever the API sent that the tables could not take:
     SELECT stream, reason, last_run_id, record FROM delta.`<root>/_wootric_ingest/rejected`
 
 A usable id is a whole JSON number (of at most 38 digits, as Spark keeps it exactly) or a string with a
-non-blank character (the tables store ids as strings,
-so `12` and `"12"` are the same record). A record is stored once per stream, keyed on a hash of its text,
-however many runs fetch it again (the look-back re-reads a bad response every day, and a replayed run lands
-the same staging twice); `first_run_id` and `last_run_id` tell when it was seen.
+non-blank character (the tables store ids as strings, so `12` and `"12"` are the same record); `shaping` tells,
+and staging writes such records to files of their own. A record is stored once per stream, keyed on a hash of
+its text, however many runs fetch it again (the look-back re-reads a bad response every day, and a replayed run
+lands the same staging twice); `first_run_id` and `last_run_id` tell when it was seen.
 """
 
 from __future__ import annotations
 
 import threading
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructType, TimestampType
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from wootric_ingest.lake.schemas import column
 from wootric_ingest.lake.tables import Table, with_retries
-from wootric_ingest.streams import PRIMARY_KEY
 
 REJECTED_SCHEMA = StructType(
     [
@@ -41,39 +40,14 @@ REJECTED_SCHEMA = StructType(
     ]
 )
 
-_WHOLE = r"^-?[0-9]{1,38}$"  # a whole JSON number Spark keeps exactly, or a string of digits (the same key)
-
-
-def key_problem(id_text: Column, raw: Column) -> Column:
-    """Over shaped rows (their `id` as text, their `_raw`): why the record cannot be keyed, or null.
-
-    The staged reader keeps an object record as its JSON text; anything else (a string, a number, an array,
-    null) is not a record. An id of digits, the common case, is settled by its text; any other id is parsed
-    as a VARIANT to learn its JSON type, so `"true"` (a string, a key) and `true` (a boolean) differ.
-    """
-    id_value = F.from_json(raw, "struct<id: variant>")["id"]
-    kind = F.call_function("schema_of_variant", id_value)
-    as_text = F.call_function("variant_get", id_value, F.lit("$"), F.lit("string"))
-    return (
-        F.when(raw.isNull() | ~F.ltrim(raw).startswith("{"), F.lit("not a JSON object"))
-        .when(id_text.rlike(_WHOLE), F.lit(None))
-        .when(id_value.isNull() | (kind == "VOID"), F.lit("no id"))
-        .when(kind == "STRING", F.when(as_text.rlike(r"\S"), F.lit(None)).otherwise(F.lit("the id is a blank string")))
-        .when(kind == "BOOLEAN", F.lit("the id is a boolean"))
-        .when(kind.startswith("OBJECT"), F.lit("the id is an object"))
-        .when(kind.startswith("ARRAY"), F.lit("the id is an array"))
-        .otherwise(F.lit("the id is not a whole number of at most 38 digits"))
-    )
-
-
-def split(shaped: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Shaped rows → (those with a usable id, the others as `record`, `_extracted_at` and `reason`)."""
-    judged = shaped.withColumn("_key_problem", key_problem(F.col(PRIMARY_KEY), F.col("_raw")))
-    keyed = judged.where(F.col("_key_problem").isNull()).drop("_key_problem")
-    rejected = judged.where(F.col("_key_problem").isNotNull()).select(
-        F.col("_raw").alias("record"), "_extracted_at", F.col("_key_problem").alias("reason")
-    )
-    return keyed, rejected
+#: A rejected record as staging writes it beside its part (`shaping` decides the reason).
+STAGED_REJECTS_SCHEMA = StructType(
+    [
+        StructField("record", StringType()),
+        StructField("_extracted_at", TimestampType()),
+        StructField("reason", StringType()),
+    ]
+)
 
 
 class RejectedRecords:

@@ -2,33 +2,32 @@
 staging, on the driver) returns `Fetched`; `land` (staging to at most one Delta commit, on the cluster)
 returns `Landed`. A run lands one stream while the driver fetches the next.
 
-Landing reads the staged files with an explicit schema and shapes them with Spark expressions, in two
-passes over the files and nothing cached in memory, so nothing on the driver or in the JVM grows with the
-stream: a census (counts, distinct ids, id range, newest cursor; Spark parses only the id and cursor of each
-record), then the commit (an incremental one first keeps the rows that change the table, on disk). A full
-sync counts type mismatches while it writes; an incremental one, usually small, in the census. A full sync
-writes its files by id range (one shuffle, which also keeps one row per id when the census found an id
-twice), so the MERGEs after it, whose ids are recent, read and rewrite only the newest files.
+Staging already shaped the records (typed rows in Parquet) and kept their census (rows, id range, newest
+cursor, type mismatches, rejected records), so landing parses nothing and makes no pass of its own to learn
+them: it reads the parts with the table's schema, nothing cached in memory, so nothing on the driver or in the
+JVM grows with the stream, and writes the commit (an incremental one first keeps the rows that change the
+table, on disk). Its one shuffle keeps one row per id (a record can be fetched twice: at a window's boundary,
+when it moves while walked, when a resumed run fetches a range again). A full sync's partitions by id range, so
+it writes its files by id range and the MERGEs after it, whose ids are recent, read and rewrite only the newest
+files; an incremental sync's is by id, and the MERGE's join by id reuses it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 
-from pyspark.sql import Observation
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from wootric_ingest.api import WootricClient
 from wootric_ingest.config import Deletes
 from wootric_ingest.lake.lakehouse import Lakehouse
-from wootric_ingest.lake.rejects import key_problem, split
-from wootric_ingest.lake.shaping import STAGED_SCHEMA, latest_per_id, observe_type_mismatches, shape, summarize
+from wootric_ingest.lake.rejects import STAGED_REJECTS_SCHEMA
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.state import SyncMode
-from wootric_ingest.lake.tables import one
+from wootric_ingest.lake.tables import CommitInfo, StreamTable
 from wootric_ingest.run.planning import Plan
 from wootric_ingest.run.progress import Progress
 from wootric_ingest.streams import PRIMARY_KEY
@@ -102,44 +101,27 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     started = time.monotonic()
     spark, stream, table = lakehouse.spark, plan.stream, lakehouse.table(plan.config)
     table.ensure()
-    parts = staging.parts()
-    rows, newest, observation, ids, rejected, census_mismatches = None, None, None, None, 0, {}
-    records = 0
-    if parts:
-        staged = spark.read.schema(STAGED_SCHEMA).option("mode", "FAILFAST").json(parts)
-        shaped = shape(staged, stream, run_id)
-        keyed, unkeyed = split(shaped)
-        summary = one(
-            summarize(
-                shaped,
-                stream,
-                key_problem(F.col(PRIMARY_KEY), F.col("_raw")).isNull(),
-                types=plan.mode is not SyncMode.FULL,
-            )
+    census, rows, rejected = staging.census(), None, 0
+    if census.rejected:
+        unkeyed = spark.read.schema(STAGED_REJECTS_SCHEMA).parquet(*staging.rejected_parts())
+        rejected = lakehouse.rejected.record(stream.name, run_id, unkeyed)
+        log.warning(
+            "%s: %d records without a usable id went to %s, with the reason",
+            stream.name,
+            rejected,
+            lakehouse.rejected.table,
         )
-        records = summary["records"]
-        if summary["unkeyed"]:
-            rejected = lakehouse.rejected.record(stream.name, run_id, unkeyed)
-            log.warning(
-                "%s: %d records without a usable id went to %s, with the reason",
-                stream.name,
-                rejected,
-                lakehouse.rejected.table,
-            )
-        if summary["ids"] != records:
-            rows = latest_per_id(keyed)
-        elif plan.mode is SyncMode.FULL:  # files by id range: a later MERGE reads and rewrites only the newest ones
-            rows = keyed.repartitionByRange(max(1, -(-records // FULL_SYNC_FILE_ROWS)), PRIMARY_KEY)
-        else:
-            rows = keyed
-        newest = summary["newest"]
-        ids = (summary["first_id"], summary["last_id"]) if records else None
-        if plan.mode is SyncMode.FULL:  # a full sync can be large: count type mismatches while writing, not in a pass
-            observation = Observation(f"type_mismatches_{stream.name}_{uuid.uuid4().hex}")
-            rows = observe_type_mismatches(rows, stream, observation)
-        else:
-            census_mismatches = summary["type_mismatches"]
-    bookmark = max(filter(None, [newest, plan.bookmark if plan.mode is SyncMode.INCREMENTAL else None]), default=None)
+    if census.rows:
+        staged = spark.read.schema(table.schema).parquet(*staging.parts()).withColumn("_run_id", F.lit(run_id))
+        files = -(-census.rows // FULL_SYNC_FILE_ROWS) if plan.mode is SyncMode.FULL else None
+        rows = latest_per_id(staged, files)
+    mismatches = {column: n for column, n in census.type_mismatches.items() if n}
+    if mismatches:
+        log.warning(
+            "%s: values that did not fit their column's type landed as null (kept in _raw): %s", stream.name, mismatches
+        )
+    previous = plan.bookmark if plan.mode is SyncMode.INCREMENTAL else None  # a null never becomes the bookmark
+    bookmark = max(filter(None, [census.newest, previous]), default=None)
     metadata = plan.commit_metadata(run_id, bookmark)
     if staging.run_id != run_id:
         metadata["staging_run"] = staging.run_id
@@ -154,19 +136,12 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
             soft=plan.config.deletes is Deletes.SOFT,
             at=plan.until,
         )
-    elif rows is not None and not table.merge(rows, metadata, run_id, ids):
-        log.info("%s: nothing new or changed among %d records; no commit", stream.name, records)
+    elif rows is not None and not table.merge(rows, metadata, run_id, census.ids):
+        log.info("%s: nothing new or changed among %d records; no commit", stream.name, census.rows)
     commit = table.commit_of(run_id)
     committed_now = commit is not None and commit.version > version_before
     if commit is not None and not committed_now:
         log.info("%s: run %s already committed version %d; nothing written again", stream.name, run_id, commit.version)
-    if committed_now and observation is not None:  # complete only if the write ran, not when a replay skipped it
-        census_mismatches = observation.get
-    mismatches = {column: n for column, n in census_mismatches.items() if n}
-    if mismatches:
-        log.warning(
-            "%s: values that did not fit their column's type landed as null (kept in _raw): %s", stream.name, mismatches
-        )
     if committed_now and plan.mode is SyncMode.FULL and version_before > 0:  # 0 is the empty table's creation
         table.vacuum(lakehouse.config.delta_log_retention_days)
     if commit is None:
@@ -182,9 +157,32 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         rows_deleted=changes.deleted if changes else 0,
         rows_marked_deleted=changes.marked if changes else 0,
         table_version=version,
-        table_rows=table.count(),
+        table_rows=_table_rows(table, commit if committed_now else None),
         bookmark=bookmark,
         seconds=time.monotonic() - started,
         records_rejected=rejected,
         type_mismatches=mismatches,
     )
+
+
+def _table_rows(table: StreamTable, commit: CommitInfo | None) -> int:
+    """The table's rows: an overwrite this landing just committed says how many it wrote (no job to count them);
+    otherwise they are counted."""
+    if commit is not None and commit.operation == "WRITE" and "numOutputRows" in commit.metrics:
+        return int(commit.metrics["numOutputRows"])
+    return table.count()
+
+
+def latest_per_id(rows: DataFrame, files: int | None = None) -> DataFrame:
+    """One row per id: the newest `updated_at`, then the latest fetch, then the raw text, so ties resolve the
+    same way whatever order pages arrived in.
+
+    With `files` (a full sync), the shuffle partitions by id range into that many partitions and the window
+    reuses it, so each file written holds a narrow id range and a later MERGE can skip the files outside its ids;
+    into one partition, Spark needs no sampling pass for the range. Without (an incremental sync), the window's
+    own shuffle by id, which the MERGE's join by id reuses."""
+    order = Window.partitionBy(PRIMARY_KEY).orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("_extracted_at").desc(), F.col("_raw").desc()
+    )
+    ranged = rows.repartitionByRange(files, PRIMARY_KEY) if files else rows
+    return ranged.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
