@@ -209,7 +209,7 @@ def test_a_lone_surrogate_from_the_api_is_staged_escaped_instead_of_failing_the_
 
 
 def test_the_rejected_table_keeps_each_bad_record_once_however_often_it_is_fetched(spark, tmp_path):
-    table = RejectedRecords(Table(spark, f"{tmp_path}/rejected", REJECTED_SCHEMA, {}))
+    table = RejectedRecords(Table(spark, REJECTED_SCHEMA, {}, path=f"{tmp_path}/rejected"))
 
     def rejected(run: str, *batch):
         staging = staged(str(tmp_path / run), "responses", list(batch))

@@ -85,7 +85,7 @@ TIMESTAMPS = {
     "end_user.external_created_at",
 }
 JSON_COLUMNS = {"tags", "notes", "end_user.properties"}
-METADATA = ["_extracted_at", "_run_id", "_raw"]
+METADATA = ["_extracted_at", "_run_id", "_raw", "_deleted_at"]
 
 
 def iso_utc(value) -> str | None:
@@ -146,8 +146,9 @@ def assert_table_matches(spark, config, stream: str, records: list[dict]):
         "_extracted_at": "timestamp",
         "_run_id": "string",
         "_raw": "string",
+        "_deleted_at": "timestamp",
     }
-    assert table.columns == list(table.columns[:-3]) + METADATA
+    assert table.columns == list(table.columns[: -len(METADATA)]) + METADATA
     rows = table_rows(spark, path)
     assert set(rows) == {str(r["id"]) for r in records}
     for record in records:

@@ -145,7 +145,7 @@ class WootricClient:
                     open_windows(progress.spawned)
                     if window.finished:
                         live_edge.finished(window)
-                    if not flying and not queue:
+                    if window.finished and not flying and not queue:  # the last window, not one relaunched
                         queue.extend(again := live_edge.rewalk(window.order))
                         self.stats.add(windows=len(again))
                     self.stats.add(pages=1, records=len(progress.records), duplicates=progress.duplicates)
@@ -197,8 +197,8 @@ class LiveEdge:
     see what lands in it afterwards, so with several windows an end user could move from a part one
     window had not reached yet into the part of another window that had already finished. Only the
     live edge (from just before the run started) can receive such records, so when more than one
-    window walked, the live edge of every finished window is walked once more at the end (by one
-    window, unless the moved records are many). A single window needs nothing: what it has not reached
+    window walked, the live edge of every finished window is walked once more at the end, after the
+    last window finished, by one window that is never split. A single window needs nothing: what it has not reached
     can only move ahead of it. Streams walked by `created` never move.
     """
 
@@ -216,11 +216,13 @@ class LiveEdge:
             self._ranges.append((max(window.lo, self._since), window.hi))
 
     def rewalk(self, order: StreamOrder) -> list[Window]:
-        """Windows over the live edge when several windows walked it, else none."""
+        """Windows over the live edge when several windows walked it, else none. They are never split: one
+        walk over a range cannot miss a record that moves ahead of it, while parts walked at once could again
+        (and churn during each pass would call for yet another)."""
         ranges, self._ranges = self._ranges, []
         if self._windows < 2:
             return []
-        windows = [Window(order.stream, lo, hi, order) for lo, hi in merged(ranges)]
+        windows = [Window(order.stream, lo, hi, order, divisible=False) for lo, hi in merged(ranges)]
         self._windows = len(windows)
         return windows
 

@@ -157,8 +157,9 @@ class Window:
     again (those that may lie in the boundary second), each with where it lies.
     """
 
-    def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder):
+    def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder, *, divisible: bool = True):
         self.stream, self.lo, self.hi = stream, lo, hi
+        self.divisible = divisible
         self.rem_lo, self.rem_hi = lo, hi
         self.order = order
         self.density: float | None = None
@@ -183,7 +184,8 @@ class Window:
     def splittable(self) -> bool:
         """Only a keyset walk with a known order, that has measured its own density, can hand its far part away."""
         return (
-            not self.finished
+            self.divisible
+            and not self.finished
             and self._continuation is None
             and self.order.value is not None
             and self.density is not None
