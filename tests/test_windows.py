@@ -119,6 +119,50 @@ def test_a_second_over_the_cap_is_read_from_both_ends_when_the_order_is_honoured
     assert merged(completed) == [(0, 1000)]
 
 
+def walk_with_a_move(api: FakeApi, *, unsettled_from: int | None, moves_after: int, mover: int, to: int):
+    """One window over [0, 1000] of end users; after page `moves_after`, record `mover` is updated and moves to
+    second `to` (as churn moves an end user to "now"). Returns the ids yielded and the completed ranges."""
+    window = Window(END_USERS, 0, 1000, StreamOrder(END_USERS), unsettled_from=unsettled_from)
+    ids, completed = [], []
+    while not window.finished:
+        request = window.next_request()
+        progress = window.take(request, api.page(END_USERS, request))
+        ids += [r["id"] for r in progress.records]
+        completed += [progress.completed] if progress.completed else []
+        if api.requests == moves_after:
+            api.rows = sorted([(to, 0.5, rid) if rid == mover else row for row in api.rows for rid in [row[2]]])
+    return ids, completed
+
+
+def crowded_second_at(second: int) -> FakeApi:
+    """130 end users updated in one second (three numbered pages) and a few around it."""
+    return FakeApi([second - 5] + [second] * 130 + [second + 20], honours_order=True)
+
+
+def test_a_crowded_second_at_the_live_edge_is_read_again_so_a_record_that_left_it_skips_nothing():
+    api = crowded_second_at(500)
+    in_second = [rid for second, _, rid in api.rows if second == 500]
+    # The walk reaches the second with its second request and pages through it by number; one of the second's
+    # first 50 leaves it after that page, so page 2 starts one record later: the 51st would never be read.
+    ids, completed = walk_with_a_move(api, unsettled_from=400, moves_after=2, mover=in_second[10], to=900)
+    assert set(ids) == {r[2] for r in api.rows}
+    assert merged(completed) == [(0, 1000)]
+
+
+def test_a_crowded_second_before_the_live_edge_is_read_once():
+    api = crowded_second_at(500)
+    ids, _ = walk_with_a_move(api, unsettled_from=600, moves_after=0, mover=0, to=0)
+    assert sorted(ids) == sorted(r[2] for r in api.rows)
+    assert api.requests == 4  # one page up to the second, then its pages 1, 2 and 3 (with the record after it)
+
+
+def test_a_recheck_that_finds_nothing_new_costs_one_pass_of_the_second():
+    api = crowded_second_at(500)
+    ids, _ = walk_with_a_move(api, unsettled_from=400, moves_after=0, mover=0, to=0)
+    assert sorted(ids) == sorted(r[2] for r in api.rows)
+    assert api.requests == 4 + 3  # the walk, then one pass over the second's 130 records that brings nothing
+
+
 @pytest.mark.parametrize("crowd, honours_order, reached", [(1600, False, 1500), (3100, True, 3000)])
 def test_a_second_beyond_both_readings_is_reported(crowd, honours_order, reached):
     api = FakeApi(list(range(100, 200)) + [150] * crowd, honours_order=honours_order)

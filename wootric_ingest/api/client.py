@@ -93,7 +93,11 @@ class WootricClient:
         while we walked (an end user updated mid-run), which may come in both versions.
         """
         order = StreamOrder(stream)
-        queue = deque(Window(stream, lo, hi, order) for lo, hi in uncovered(_second(since), _second(until), done))
+        live_edge = LiveEdge(stream, time.time() - LIVE_EDGE_SLACK)
+        queue = deque(
+            Window(stream, lo, hi, order, unsettled_from=live_edge.since)
+            for lo, hi in uncovered(_second(since), _second(until), done)
+        )
         log.info(
             "%s: walking %s..%s by %s in %d window(s)",
             stream.name,
@@ -102,13 +106,12 @@ class WootricClient:
             stream.cursor_filter,
             len(queue),
         )
-        return self._walk(stream, queue)
+        return self._walk(stream, queue, live_edge)
 
-    def _walk(self, stream: Stream, queue: deque[Window]) -> Generator[Batch, None, None]:
+    def _walk(self, stream: Stream, queue: deque[Window], live_edge: LiveEdge) -> Generator[Batch, None, None]:
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.api.max_concurrency, thread_name_prefix=f"wootric-{stream.name}")
         flying: dict[Future, tuple[Window, PageRequest]] = {}
-        live_edge = LiveEdge(stream, time.time() - LIVE_EDGE_SLACK)
 
         def launch(window: Window) -> None:
             request = window.next_request()
@@ -203,8 +206,8 @@ class LiveEdge:
     """
 
     def __init__(self, stream: Stream, since: float):
-        self._moves = stream.cursor_moves
-        self._since = math.floor(since)
+        self.since = math.floor(since) if stream.cursor_moves else None
+        """Where records may move from while the stream is walked (None when its cursor never moves)."""
         self._ranges: list[tuple[int, int]] = []
         self._windows = 0
 
@@ -212,8 +215,8 @@ class LiveEdge:
         self._windows += windows
 
     def finished(self, window: Window) -> None:
-        if self._moves and window.hi >= self._since:
-            self._ranges.append((max(window.lo, self._since), window.hi))
+        if self.since is not None and window.hi >= self.since:
+            self._ranges.append((max(window.lo, self.since), window.hi))
 
     def rewalk(self, order: StreamOrder) -> list[Window]:
         """Windows over the live edge when several windows walked it, else none. They are never split: one
@@ -222,7 +225,9 @@ class LiveEdge:
         ranges, self._ranges = self._ranges, []
         if self._windows < 2:
             return []
-        windows = [Window(order.stream, lo, hi, order, divisible=False) for lo, hi in merged(ranges)]
+        windows = [
+            Window(order.stream, lo, hi, order, divisible=False, unsettled_from=self.since) for lo, hi in merged(ranges)
+        ]
         self._windows = len(windows)
         return windows
 

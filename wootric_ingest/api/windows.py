@@ -18,8 +18,12 @@ responses/declines walked by `created` never move at all). A moved record may be
 and new version; the table keeps the newest.
 
 Page numbers are used only inside one second, where the filter cannot narrow any further: when a
-whole page shares one second, the window pages on through that second (churn inside that very second
-during those few requests is the one exposure left). A second with more than 1,500 records is then
+whole page shares one second, the window pages on through that second. A record leaving that second
+between two of those requests (updated again, or deleted) shifts the later pages up and one record is
+skipped. Only the live edge receives moves, so a crowded second there (from `unsettled_from` on) is read
+again, pass after pass, before the window walks on, until a pass brings nothing new: a record then stays
+unread only if every pass skipped it. Elsewhere, churn inside that very second during those few requests is the
+one exposure left. A second with more than 1,500 records is then
 read from its other end with the opposite sort order until the two readings meet; when the API
 ignores the order, or the second holds more than the two readings reach, `CrowdedSecond` says so
 rather than truncating.
@@ -157,9 +161,21 @@ class Window:
     again (those that may lie in the boundary second), each with where it lies.
     """
 
-    def __init__(self, stream: Stream, lo: int, hi: int, order: StreamOrder, *, divisible: bool = True):
+    def __init__(
+        self,
+        stream: Stream,
+        lo: int,
+        hi: int,
+        order: StreamOrder,
+        *,
+        divisible: bool = True,
+        unsettled_from: int | None = None,
+    ):
+        """`unsettled_from`: the second from which records may still move out while the window walks (the live
+        edge of a stream whose cursor moves); a crowded second there is read again until it settles."""
         self.stream, self.lo, self.hi = stream, lo, hi
         self.divisible = divisible
+        self.unsettled_from = unsettled_from
         self.rem_lo, self.rem_hi = lo, hi
         self.order = order
         self.density: float | None = None
@@ -173,11 +189,16 @@ class Window:
         self._reported: tuple[int, int] | None = None
         self._previous_page: set = set()
         self._repeats = 0
+        self._paged: tuple[int, set] | None = None
+        self._recheck: _Recheck | None = None
 
     def __repr__(self) -> str:
         return f"Window({self.stream.name} [{self.lo}, {self.hi}], left [{self.rem_lo}, {self.rem_hi}])"
 
     def next_request(self) -> PageRequest:
+        if self._recheck:
+            second = self._recheck.second
+            return PageRequest(second, second, self._recheck.page, self.order.value or ASC)
         return self._continuation or PageRequest(self.rem_lo, self.rem_hi)
 
     @property
@@ -187,6 +208,7 @@ class Window:
             self.divisible
             and not self.finished
             and self._continuation is None
+            and self._recheck is None
             and self.order.value is not None
             and self.density is not None
             and self.rem_hi > self.rem_lo
@@ -209,22 +231,17 @@ class Window:
             self.hi = self.rem_hi = keep_hi
         else:
             self.lo = self.rem_lo = keep_lo
-        return [Window(self.stream, a, b, self.order) for a, b in far]
+        return [self._part(a, b) for a, b in far]
 
     def take(self, request: PageRequest, records: list[dict]) -> PageOutcome:
         """Learn from the answer to `request` (this window's last `next_request()`)."""
+        if self._recheck:
+            return self._take_recheck(request, records)
         page = {_identity(r) for r in records}
         if request.page > 1 and page and page == self._previous_page:
             return self._repeated(request)
         self._previous_page, self._repeats = page, 0
-        stamps = [self._stamp(r) for r in records]
-        outside = [s for s in stamps if s is not None and not request.lo <= s <= request.hi]
-        if outside:
-            raise WootricError(
-                f"{self.stream.name}: asked for {self.stream.cursor_filter} in "
-                f"[{request.lo}, {request.hi}] and got a record at {outside[0]}: "
-                "the API did not apply the filter"
-            )
+        stamps = self._stamps(request, records)
         if request.sort_order == DESC:
             return self._take_reverse(request, records)
         readable = [s for s in stamps if s is not None]
@@ -238,23 +255,78 @@ class Window:
         kept = [(r, b) for r, b in placed if self.lo <= b[0] and b[1] <= self.hi]
         if len(records) < PER_PAGE or len(kept) < len(records):
             fresh = self._fresh(kept)
+            if self._leave_paged_second(kept, then_finish=True):
+                return PageOutcome(fresh, None, duplicates=len(kept) - len(fresh))
             return self._finish(fresh, len(kept) - len(fresh))
         last = readable[-1] if readable else None
         if last is not None and any(self._before(b, last) for _, b in kept):
             # A record that may lie past the new boundary (an unreadable one after the last readable) waits for
             # the next request, which starts there: yielded now, a split could hand its span to a new window.
             kept = [(r, b) for r, b in kept if not self._past(b, last)]
+            rechecking = self._leave_paged_second(kept)
             fresh = self._fresh(kept)
             self.density = len(readable) / (abs(last - readable[0]) + 1)
             self._continuation = None
             self._remember(kept, last)
             self._advance_to(last)
+            if rechecking:
+                return PageOutcome(fresh, None, duplicates=len(kept) - len(fresh))
         elif (second := _one_second(kept)) is not None:
             fresh = self._fresh(kept)
             self._page_within(request, kept, second)
         else:
             return self._narrow(stamps, last)
         return PageOutcome(fresh, self._newly_completed(), duplicates=len(kept) - len(fresh))
+
+    def _stamps(self, request: PageRequest, records: list[dict]) -> list[int | None]:
+        """The page's cursors (None where one cannot be read), after checking the API applied the filter."""
+        stamps = [self._stamp(r) for r in records]
+        outside = [s for s in stamps if s is not None and not request.lo <= s <= request.hi]
+        if outside:
+            raise WootricError(
+                f"{self.stream.name}: asked for {self.stream.cursor_filter} in "
+                f"[{request.lo}, {request.hi}] and got a record at {outside[0]}: "
+                "the API did not apply the filter"
+            )
+        return stamps
+
+    def _part(self, lo: int, hi: int) -> Window:
+        """A new window over [lo, hi] that walks as this one does."""
+        return Window(self.stream, lo, hi, self.order, unsettled_from=self.unsettled_from)
+
+    def _leave_paged_second(self, placed: list[tuple[dict, Bounds]], *, then_finish: bool = False) -> bool:
+        """The walk leaves the second it paged through by number. At the live edge, a record leaving that second
+        between two numbered pages (updated again, or deleted) shifted the later pages up and one record may have
+        been skipped, so the window reads the second again before it walks on (True): records only leave a past
+        second, and whatever leaves it meanwhile moves ahead of this window's boundary."""
+        paged, self._paged = self._paged, None
+        if paged is None or self.unsettled_from is None or paged[0] < self.unsettled_from:
+            return False
+        second, read = paged
+        read |= {_identity(record) for record, bounds in placed if bounds == (second, second)}
+        self._recheck = _Recheck(second, read, then_finish)
+        return True
+
+    def _take_recheck(self, request: PageRequest, records: list[dict]) -> PageOutcome:
+        """One page of a pass over the second being read again: a full page asks for the next one; the last page
+        of a pass that found nothing new ends the reading (past page 30, the second counts as read)."""
+        recheck = self._recheck
+        assert recheck is not None
+        self._stamps(request, records)
+        fresh = [r for r in records if _identity(r) not in recheck.read]
+        recheck.read.update(_identity(r) for r in fresh)
+        recheck.found = recheck.found or bool(fresh)
+        duplicates = len(records) - len(fresh)
+        if len(records) >= PER_PAGE and request.page < MAX_PAGE:
+            recheck.page += 1
+        elif recheck.found:
+            recheck.page, recheck.found = 1, False
+        else:
+            self._recheck = None
+            if recheck.then_finish:
+                return self._finish(fresh, duplicates)
+            return PageOutcome(fresh, self._newly_completed(), duplicates=duplicates)
+        return PageOutcome(fresh, None, duplicates=duplicates)
 
     def _repeated(self, request: PageRequest) -> PageOutcome:
         """Page n came back as page n-1 (a cache or proxy answering stale): taking it as page n would skip the
@@ -273,6 +345,9 @@ class Window:
         """A whole page of one second: page on through it, from the other end past page 30."""
         if request.page == 1 or second != self._edge:
             self._first_id = _identity(placed[0][0])
+        if self._paged is None or self._paged[0] != second:
+            self._paged = (second, set())
+        self._paged[1].update(_identity(record) for record, _ in placed)
         self._remember(placed, second)
         self._last_id = _identity(placed[-1][0])
         self._advance_to(second)
@@ -303,6 +378,7 @@ class Window:
         second = self._edge
         assert second is not None, "a crowded second is passed only while one is being read"
         self._continuation, self._edge, self._seen, self._reverse_seen = None, None, {}, set()
+        self._paged = None
         spawned = []
         if self.order.value == ASC:
             self.rem_lo = second + 1
@@ -310,7 +386,7 @@ class Window:
             self.rem_hi = second - 1
         else:
             if second > self.rem_lo:
-                spawned.append(Window(self.stream, self.rem_lo, second - 1, self.order))
+                spawned.append(self._part(self.rem_lo, second - 1))
             self.lo = self.rem_lo = second + 1
             if self.rem_lo > self.rem_hi:
                 self.finished = True
@@ -343,7 +419,7 @@ class Window:
         else:
             self.lo, self.hi = self.rem_lo, self.rem_hi = near
         self._continuation = None
-        spawned = [Window(self.stream, a, b, self.order) for a, b in far if a <= b]
+        spawned = [self._part(a, b) for a, b in far if a <= b]
         log.warning(
             "%s: %d of the %d records on a page of %s %s..%s have an unreadable %s, so the page cannot move the "
             "walk on; reading %s..%s first and the rest as %d more window(s) (slower; no record is skipped)",
@@ -460,6 +536,18 @@ class Window:
                 before = seen.get(key)
                 seen[key] = (_overlap(before, (lo, hi)) if before else None) or (lo, hi)
         self._edge, self._seen = edge, seen
+
+
+@dataclass
+class _Recheck:
+    """A crowded second at the live edge read again by page number, pass after pass, until a pass brings no
+    record that was not read before (`read` holds the ids read in that second so far)."""
+
+    second: int
+    read: set
+    then_finish: bool
+    page: int = 1
+    found: bool = False
 
 
 def _one_second(placed: list[tuple[dict, Bounds]]) -> int | None:
