@@ -67,6 +67,7 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(BIN)/python bench/landing.py $(BENCH_ARGS)
+	$(BIN)/python bench/peer.py
 	$(BIN)/python bench/full_sync.py
 
 clean:

@@ -212,7 +212,7 @@ def child_naive(root: str) -> dict:
             for part in kept.staging(RUN_ID, stream_config.name).parts()
             for row in pq.read_table(part, columns=["_raw", "_extracted_at"]).to_pylist()
         ]
-        table = StreamTable(spark, f"{naive}/{stream_config.name}", stream_config.stream, lakehouse.properties)
+        table = StreamTable(spark, stream_config.stream, lakehouse.properties, path=f"{naive}/{stream_config.name}")
         plan = _plan(lakehouse, stream_config, full_sync=True)
         assert plan.mode is SyncMode.FULL
         started = time.monotonic()

@@ -307,12 +307,12 @@ def _cmd_run(args, config: SourceConfig) -> int:
         return 0
 
     from wootric_ingest.cli.summary import summary
-    from wootric_ingest.lake.spark import get_spark
+    from wootric_ingest.lake.spark import start_spark
     from wootric_ingest.run.job import run
     from wootric_ingest.run.progress import Progress
 
     progress = Progress()
-    results = run(config, get_spark(), options, progress=progress)
+    results = run(config, start_spark(), options, progress=progress)
     print(summary(results, progress))
     failed = [r.stream_name for r in results if r.status != "ok"]
     if failed:

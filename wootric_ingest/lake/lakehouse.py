@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from functools import cached_property
 from typing import Any
 
@@ -20,7 +21,7 @@ from wootric_ingest.lake.layout import Layout
 from wootric_ingest.lake.locks import TableLocks
 from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords
 from wootric_ingest.lake.staging import StagingArea
-from wootric_ingest.lake.storage import Storage, storage_for
+from wootric_ingest.lake.storage import Storage, python_reaches, storage_for
 from wootric_ingest.lake.tables import StreamTable, Table
 from wootric_ingest.streams import STREAMS
 
@@ -40,17 +41,40 @@ def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, s
 
 
 class Lakehouse:
-    def __init__(self, config: SourceConfig, spark: SparkSession):
-        self.config, self.spark = config, spark
+    def __init__(self, config: SourceConfig, spark: SparkSession | Future[SparkSession]):
+        """`spark` may still be starting (see `lake.spark.start_spark`): what needs it waits for it, what the
+        file system alone can tell does not."""
+        self.config, self._spark = config, spark
         self.layout = Layout(config.catalog)
         self.properties = table_properties(config.delta_log_retention_days, config.catalog.change_data_feed)
         self._tables: dict[str, StreamTable] = {}
         self._lock = threading.Lock()
 
+    @property
+    def spark(self) -> SparkSession:
+        """The session, once it has started."""
+        return self._spark.result() if isinstance(self._spark, Future) else self._spark
+
+    @property
+    def spark_started(self) -> bool:
+        return not isinstance(self._spark, Future) or self._spark.done()
+
+    @property
+    def files_need_spark(self) -> bool:
+        """Whether the files beside the tables are reached through Spark's Hadoop API (not Python's)."""
+        return not python_reaches(self.layout.root)
+
     @cached_property
     def files(self) -> Storage:
         """The file operations beside the tables (staging, locks) on the root's storage."""
-        return storage_for(self.layout.root, self.spark)
+        return storage_for(self.layout.root, self.spark if self.files_need_spark else None)
+
+    def certainly_absent(self, stream: StreamConfig) -> bool:
+        """Whether the stream's table does not exist yet, as the file system alone tells: a path table whose
+        folder holds no Delta log, where Python reaches the root (only the catalog knows a managed table)."""
+        if self.layout.managed or self.files_need_spark:
+            return False
+        return "_delta_log" not in self.files.names(self.layout.table_path(stream))
 
     def table(self, stream: StreamConfig) -> StreamTable:
         """The stream's table (one object per stream, shared by the run's threads)."""

@@ -42,6 +42,10 @@ class Layout:
         without `catalog.metastore`. The folder has no place in a three-level name: it only groups paths."""
         return self._name(stream.layer, self.table_name(stream))
 
+    def where(self, stream: StreamConfig) -> str:
+        """Where a user finds the stream's table: its name when managed, else its path."""
+        return (self.metastore_name(stream) or "") if self.managed else self.table_path(stream)
+
     @property
     def runs_name(self) -> str | None:
         return self._name(self.catalog.job_schema, f"{self.catalog.table_prefix}runs")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import IO
@@ -108,6 +109,16 @@ def get_spark(app_name: str = "wootric-ingest", scratch: str | os.PathLike | Non
         session = SparkSession.builder.getOrCreate()
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return session
+
+
+def start_spark(app_name: str = "wootric-ingest") -> Future[SparkSession]:
+    """`get_spark` on a thread of its own: a run fetches the streams whose plan needs no table history while
+    the JVM starts (see run/job.py)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    try:
+        return pool.submit(get_spark, app_name)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _forward(jvm_stderr: IO[bytes]) -> None:

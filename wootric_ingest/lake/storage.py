@@ -186,10 +186,15 @@ class HadoopStorage:
             out.close()
 
 
+def python_reaches(root: str) -> bool:
+    """Whether Python's file API reaches the root (a local path, or DBFS through its FUSE mount)."""
+    scheme = urlsplit(root).scheme
+    return scheme in ("", "file") or (scheme == "dbfs" and _DBFS_FUSE.is_dir())
+
+
 def storage_for(root: str, spark=None) -> Storage:
     """Python's file API where it reaches the root, else Hadoop's (which needs `spark`)."""
-    scheme = urlsplit(root).scheme
-    if scheme in ("", "file") or (scheme == "dbfs" and _DBFS_FUSE.is_dir()):
+    if python_reaches(root):
         return LocalStorage()
     if spark is None:
         raise ValueError(f"files under {root} need a Spark session (its Hadoop FileSystem API)")

@@ -4,6 +4,12 @@ One Spark session serves every stream. The driver fetches the streams one after 
 rate limit is shared by all of them); each fetched stream is handed to a landing thread of its own, so it
 lands while the next stream is fetched, beside the landings of streams fetched before. A stream lands once
 per run, after its own fetch, so its commits keep their order; results come back in stream order.
+
+The session may still be starting when the run begins. The client needs none, so the streams whose fetch
+cannot depend on the table's history go first, while the JVM starts: a FULL_TABLE stream, `--full-sync`, and
+a path table that does not exist yet (first run), when no interrupted staging waits to be resumed. Such a
+stream is planned again from its table's history before it lands, and lands only if that plan fetches the
+same range; the other streams are planned from the history before they are fetched, as always.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from pyspark.sql import SparkSession
 
 from wootric_ingest import redaction
 from wootric_ingest.api import WootricClient
-from wootric_ingest.config import SourceConfig, StreamConfig
+from wootric_ingest.api.errors import WootricError
+from wootric_ingest.config import SourceConfig, StreamConfig, SyncType
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.staging import StagingArea
-from wootric_ingest.lake.state import read_state
+from wootric_ingest.lake.state import TableState, read_state
 from wootric_ingest.run.landing import Fetched, extract, land
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.progress import Progress
@@ -58,7 +65,7 @@ class _Stream:
 
 def run(
     config: SourceConfig,
-    spark: SparkSession,
+    spark: SparkSession | Future[SparkSession],
     options: RunOptions = RunOptions(),
     *,
     client: WootricClient | None = None,
@@ -66,7 +73,7 @@ def run(
     now: datetime | None = None,
 ) -> list[StreamResult]:
     """Sync every selected stream, recording each in the run history; a failed stream gets status `failed`
-    (and its history row) and the others still run."""
+    (and its history row) and the others still run. `spark` may still be starting (`lake.spark.start_spark`)."""
     now = now or datetime.now(timezone.utc)
     run_id = options.run_id or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     lakehouse = Lakehouse(config, spark)
@@ -87,49 +94,107 @@ def run(
             locks,
             ThreadPoolExecutor(max_workers=max(len(selected), 1), thread_name_prefix="wootric-landing") as lander,
         ):
-            landed: list[Future[StreamResult]] = []
-            for stream_config in selected:
+            early = {s.name: plan for s in selected if (plan := _plan_before_spark(lakehouse, s, options, now))}
+            landed: dict[str, Future[StreamResult]] = {}
+            for stream_config in sorted(selected, key=lambda s: s.name not in early):
                 locks.check()
-                stream = _Stream(stream_config, datetime.now(timezone.utc))
+                stream = _Stream(stream_config, datetime.now(timezone.utc), early.get(stream_config.name))
                 try:
-                    table = lakehouse.table(stream_config)
-                    state = read_state(table)
-                    left = None if state.exists else lakehouse.path_table_left_behind(stream_config)
-                    if left:
-                        log.warning(
-                            "%s: a path table of this stream is at %s; the managed table %s is new and "
-                            "this run fills it with a full sync",
-                            stream_config.name,
-                            left,
-                            table,
+                    if stream.plan is None:
+                        stream = _Stream(
+                            stream_config, stream.started_at, _plan(lakehouse, stream_config, options, now)
                         )
-                    plan = plan_stream(config, stream_config, state, options, now)
-                    stream = _Stream(stream_config, stream.started_at, plan)
-                    log.info("%s: %s sync (%s) into %s", plan.stream.name, plan.mode.value, plan.reason, table)
-                    staging = staging_for(lakehouse, run_id, table)
+                        staging = staging_for(lakehouse, run_id, lakehouse.table(stream_config))
+                    else:
+                        staging = lakehouse.staging(run_id, stream_config.name)
+                    plan = stream.plan
+                    assert plan is not None
+                    log.info(
+                        "%s: %s sync (%s) into %s",
+                        plan.stream.name,
+                        plan.mode.value,
+                        plan.reason,
+                        lakehouse.layout.where(plan.config),
+                    )
                     fetched = extract(client, staging, plan, progress)
                 except Exception as e:  # one stream's failure is recorded and reported; the other streams still run
-                    landed.append(lander.submit(_record, lakehouse, run_id, options, _failed(lakehouse, stream, e)))
+                    failed = _failed(lakehouse, stream, e)
+                    landed[stream_config.name] = lander.submit(_record, lakehouse, run_id, options, failed)
                     continue
-                landed.append(lander.submit(_land, lakehouse, run_id, options, stream, staging, fetched))
-            return [future.result() for future in landed]
+                confirm = (options, now) if stream_config.name in early else None
+                landed[stream_config.name] = lander.submit(
+                    _land, lakehouse, run_id, options, stream, staging, fetched, confirm
+                )
+            return [landed[s.name].result() for s in selected]
     finally:
         if own_client:
             client.close()
 
 
+def _plan(lakehouse: Lakehouse, stream_config: StreamConfig, options: RunOptions, now: datetime) -> Plan:
+    """The stream's plan from its table's state (and history); warns of a path table a managed one replaces."""
+    table = lakehouse.table(stream_config)
+    state = read_state(table)
+    left = None if state.exists else lakehouse.path_table_left_behind(stream_config)
+    if left:
+        log.warning(
+            "%s: a path table of this stream is at %s; the managed table %s is new and this run fills it with a "
+            "full sync",
+            stream_config.name,
+            left,
+            table,
+        )
+    return plan_stream(lakehouse.config, stream_config, state, options, now)
+
+
+def _plan_before_spark(
+    lakehouse: Lakehouse, stream_config: StreamConfig, options: RunOptions, now: datetime
+) -> Plan | None:
+    """The plan of a stream whose fetch cannot depend on its table's history, made while Spark starts: a full
+    sync from the start date (FULL_TABLE, `--full-sync`, or a path table not created yet), with no interrupted
+    staging of the stream to resume. None when Spark has started or the history decides."""
+    if lakehouse.spark_started or lakehouse.files_need_spark or lakehouse.staged_runs(stream_config.name):
+        return None
+    if stream_config.sync_type is SyncType.FULL_TABLE or options.full_sync or lakehouse.certainly_absent(stream_config):
+        return plan_stream(lakehouse.config, stream_config, TableState(exists=False), options, now)
+    return None
+
+
 def _land(
-    lakehouse: Lakehouse, run_id: str, options: RunOptions, stream: _Stream, staging: StagingArea, fetched: Fetched
+    lakehouse: Lakehouse,
+    run_id: str,
+    options: RunOptions,
+    stream: _Stream,
+    staging: StagingArea,
+    fetched: Fetched,
+    confirm: tuple[RunOptions, datetime] | None,
 ) -> StreamResult:
-    """On a landing thread: land one fetched stream, remove its staging, then record it in the run history."""
+    """On a landing thread: land one fetched stream, remove its staging, then record it in the run history.
+    With `confirm`, the stream was fetched before Spark started: it is planned from its table's history first,
+    and lands only if that plan reads the range fetched."""
     assert stream.plan is not None
     try:
-        landed = land(lakehouse, staging, stream.plan, run_id)
+        plan = _confirmed(lakehouse, stream.plan, *confirm) if confirm else stream.plan
+        stream = _Stream(stream.config, stream.started_at, plan)
+        landed = land(lakehouse, staging, plan, run_id)
         staging.cleanup()
         result = _result(lakehouse, stream, OK, fetched=fetched, landed=landed)
     except Exception as e:  # recorded like a failed fetch; the other streams still land
         result = _failed(lakehouse, stream, e, fetched)
     return _record(lakehouse, run_id, options, result)
+
+
+def _confirmed(lakehouse: Lakehouse, early: Plan, options: RunOptions, now: datetime) -> Plan:
+    """The plan the table's history makes, which must fetch what the early plan fetched (it records the history's
+    last full sync); if it does not, nothing lands and the staging waits for the next run, which resumes it."""
+    plan = _plan(lakehouse, early.config, options, now)
+    if (plan.mode, plan.since, plan.until) != (early.mode, early.since, early.until):
+        raise WootricError(
+            f"{plan.stream.name}: fetched for a {early.mode.value} sync ({early.reason}) while Spark started, but "
+            f"the table's history now calls for {plan.mode.value} ({plan.reason}); nothing landed, and the next "
+            "run resumes the staged records"
+        )
+    return plan
 
 
 def _record(lakehouse: Lakehouse, run_id: str, options: RunOptions, result: StreamResult) -> StreamResult:
