@@ -70,6 +70,8 @@ def _platform_session() -> SparkSession | None:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if SparkContext._active_spark_context is not None:  # this process's session, asked for from another thread
+        return SparkSession.builder.getOrCreate()
     if os.environ.get("SPARK_ENV_LOADED") or os.environ.get("PYSPARK_GATEWAY_PORT"):
         return SparkSession.builder.getOrCreate()  # spark-submit: the JVM and its --packages are already set
     return None
