@@ -117,7 +117,9 @@ def child_landing(url: str, root: str) -> dict:
     landed = land(lakehouse, staging, plan, "bench-peer")
     job_s = time.monotonic() - started
     started = time.monotonic()
-    write_deltalake(f"{root}/delta-rs", ds.dataset([str(p) for p in staging.parts()], format="parquet"))
+    write_deltalake(
+        f"{root}/delta-rs", ds.dataset([str(p) for p in staging.parts()], format="parquet").scanner().to_reader()
+    )
     delta_rs_s = time.monotonic() - started
     return {"records": fetched.records, "rows": landed.table_rows, "job_land_s": job_s, "delta_rs_s": delta_rs_s}
 

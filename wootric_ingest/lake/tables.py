@@ -275,25 +275,36 @@ class Table:
 
     def commits(self, limit: int = 1000) -> list[CommitInfo]:
         """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
+        return self._history(limit)[1]
+
+    def _history(self, limit: int = 1000) -> tuple[int, list[CommitInfo]]:
+        """The newest version and our commits (newest first), from one read of the history."""
         history = (
             self.delta()
             .history(limit)
             .select("version", "readVersion", "operation", "operationMetrics", "userMetadata")
+            .collect()
         )
         result = []
-        for row in history.where(F.col("userMetadata").isNotNull()).collect():
-            meta = decode(row["userMetadata"])
+        for row in history:
+            meta = decode(row["userMetadata"]) if row["userMetadata"] is not None else None
             if meta is not None:
                 result.append(
                     CommitInfo(
                         row["version"], row["readVersion"], row["operation"], dict(row["operationMetrics"] or {}), meta
                     )
                 )
-        return result
+        return max(row["version"] for row in history), result
 
     def commit_of(self, run_id: str) -> CommitInfo | None:
         """The commit a run made to this table, if it made one (also after a crash and a replay)."""
-        return next((c for c in self.commits() if c.metadata.get("run_id") == run_id), None)
+        return self.newest(run_id)[1]
+
+    def newest(self, run_id: str) -> tuple[int, CommitInfo | None]:
+        """The table's newest version, and the commit run `run_id` made if it made one, from one read of the
+        history."""
+        version, commits = self._history()
+        return version, next((c for c in commits if c.metadata.get("run_id") == run_id), None)
 
     def version(self) -> int:
         return one(self.delta().history(1))["version"]

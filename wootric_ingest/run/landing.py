@@ -125,8 +125,8 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     metadata = plan.commit_metadata(run_id, bookmark)
     if staging.run_id != run_id:
         metadata["staging_run"] = staging.run_id
-    version_before = table.version()
-    if plan.mode is SyncMode.FULL:
+    if plan.mode is SyncMode.FULL:  # an overwrite a replay repeats is skipped by Delta, silently: versions tell
+        version_before = table.version()
         source = rows if rows is not None else spark.createDataFrame([], table.schema)
         table.full_sync(
             source,
@@ -136,16 +136,21 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
             soft=plan.config.deletes is Deletes.SOFT,
             at=plan.until,
         )
-    elif rows is not None and not table.merge(rows, metadata, run_id, census.ids):
-        log.info("%s: nothing new or changed among %d records; no commit", stream.name, census.rows)
-    commit = table.commit_of(run_id)
-    committed_now = commit is not None and commit.version > version_before
+        version_now, commit = table.newest(run_id)
+        committed_now = commit is not None and commit.version > version_before
+        vacuum_due = committed_now and version_before > 0  # 0 is the empty table's creation
+    else:  # a MERGE commits exactly when it says so (a replay finds no row to change)
+        committed_now = rows is not None and table.merge(rows, metadata, run_id, census.ids)
+        if rows is not None and not committed_now:
+            log.info("%s: nothing new or changed among %d records; no commit", stream.name, census.rows)
+        version_now, commit = table.newest(run_id)
+        vacuum_due = False
     if commit is not None and not committed_now:
         log.info("%s: run %s already committed version %d; nothing written again", stream.name, run_id, commit.version)
-    if committed_now and plan.mode is SyncMode.FULL and version_before > 0:  # 0 is the empty table's creation
+    if vacuum_due:
         table.vacuum(lakehouse.config.delta_log_retention_days)
     if commit is None:
-        mode, reason, changes, version, bookmark = plan.mode, plan.reason, None, version_before, plan.bookmark
+        mode, reason, changes, version, bookmark = plan.mode, plan.reason, None, version_now, plan.bookmark
     else:
         mode, reason = SyncMode(commit.metadata["sync"]), commit.metadata["reason"]
         changes, version, bookmark = table.changes(commit), commit.version, commit.metadata.get("bookmark")
