@@ -39,17 +39,19 @@ test: setup lint
 ## make dist: the wheel that spark-submit (--py-files) and the Databricks bundle ship, into $(DIST)/
 DIST ?= dist
 NODE_TYPE ?=
+PIPELINE ?=
 .PHONY: dist bundle
 dist: setup
 	rm -f $(DIST)/wootric_ingest-*.whl
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	@ls $(DIST)/wootric_ingest-*.whl
 
-## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...]: the Databricks Asset Bundle for that config, into bundle/
+## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...] [PIPELINE=1]: the Databricks Asset Bundle for that config,
+## into bundle/; PIPELINE=1 adds a Lakeflow Declarative Pipeline over the `wootric` Spark data source
 bundle:
 	@test -n "$(CONF)" || { echo "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" >&2; exit 2; }
 	@$(MAKE) --no-print-directory dist
-	$(BIN)/python -m wootric_ingest.cli.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
+	$(BIN)/python -m wootric_ingest.cli.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE)) $(if $(PIPELINE),--pipeline)
 
 ## make chaos [CHAOS_RUNS=50 CHAOS_SEED=1]: the job run over and over against the sandbox with random faults and
 ## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates.
