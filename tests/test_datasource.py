@@ -295,3 +295,15 @@ def test_streaming_partitions_replay_the_same_windows_and_look_back_from_the_sta
     assert reader.partitions(end, end) == []
     assert reader.initialOffset() == {"cursor": int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp()) - 1}
     assert reader.latestOffset()["cursor"] <= time.time() - 60
+
+
+def test_every_option_is_in_the_readme_table():
+    from wootric_ingest.source.options import OPTIONS
+
+    from conftest import REPO
+
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Spark data source", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name for row in re.findall(r"^\| (.+?) \|", section, flags=re.M) for name in re.findall(r"`(\w+)`", row)
+    }
+    assert set(OPTIONS) <= documented
