@@ -307,3 +307,32 @@ def test_every_option_is_in_the_readme_table():
         name for row in re.findall(r"^\| (.+?) \|", section, flags=re.M) for name in re.findall(r"`(\w+)`", row)
     }
     assert set(OPTIONS) <= documented
+
+
+def test_the_readme_merge_absorbs_records_a_look_back_emits_again(wootric, tmp_path):
+    """The README's `upsert` on a micro-batch whose look-back re-emits recent records (one of them edited since the
+    table was written) beside new ones."""
+    from conftest import REPO
+
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Spark data source", 1)[1]
+    code = next(block for block in re.findall(r"```python\n(.*?)```", section, flags=re.S) if "def upsert" in block)
+    table = str(tmp_path / "silver")
+    namespace: dict = {}
+    at_path = code.split("\n\n\n(", 1)[0].replace(
+        'forName(batch.sparkSession, "main.silver.wootric_responses")', "forPath(batch.sparkSession, TABLE)"
+    )
+    namespace["TABLE"] = table
+    exec(at_path, namespace)
+    with Sandbox(SandboxOptions(end_users=30, responses=80, declines=0, seed=24)) as sb:
+        now = int(time.time())
+        recent = sb.dataset.add("responses", n=3, at=now - 86400)
+        batch(wootric, options(sb, "responses")).write.format("delta").save(table)
+        sb.dataset.update("responses", ids=recent[:1], at=now)
+        sb.dataset.add("responses", n=2, at=now)
+        since = datetime.fromtimestamp(now - 2 * 86400, timezone.utc).isoformat()
+        namespace["upsert"](batch(wootric, {**options(sb, "responses"), "start_date": since}), 1)
+        truth = {str(r["id"]): r for r in sb.dataset.records("responses")}
+    rows = rows_by_id(wootric.read.format("delta").load(table).collect())
+    assert set(rows) == set(truth)
+    for rid, record in truth.items():
+        assert json.loads(rows[rid]["_raw"]) == record, rid
