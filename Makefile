@@ -39,17 +39,19 @@ test: setup lint
 ## make dist: the wheel that spark-submit (--py-files) and the Databricks bundle ship, into $(DIST)/
 DIST ?= dist
 NODE_TYPE ?=
+PIPELINE ?=
 .PHONY: dist bundle
 dist: setup
 	rm -f $(DIST)/wootric_ingest-*.whl
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	@ls $(DIST)/wootric_ingest-*.whl
 
-## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...]: the Databricks Asset Bundle for that config, into bundle/
+## make bundle CONF=conf/databricks.yaml [NODE_TYPE=...] [PIPELINE=1]: the Databricks Asset Bundle for that config,
+## into bundle/; PIPELINE=1 adds a Lakeflow Declarative Pipeline over the `wootric` Spark data source
 bundle:
 	@test -n "$(CONF)" || { echo "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" >&2; exit 2; }
 	@$(MAKE) --no-print-directory dist
-	$(BIN)/python -m wootric_ingest.cli.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE))
+	$(BIN)/python -m wootric_ingest.cli.bundle --config $(CONF) --dist $(DIST) --out bundle $(if $(NODE_TYPE),--node-type $(NODE_TYPE)) $(if $(PIPELINE),--pipeline)
 
 ## make chaos [CHAOS_RUNS=50 CHAOS_SEED=1]: the job run over and over against the sandbox with random faults and
 ## SIGKILLs (seeded, loopback only); prints runs, faults, kills, resumes, records served and landed, lost, duplicates.
@@ -62,13 +64,15 @@ chaos: setup
 
 ## make bench [BENCH_ARGS=--quick]: our own cost of a run (driver memory, landing throughput, no-op run,
 ## MERGE vs rewrite, Spark start) for 10k, 100k and 1M responses, each beside its baseline; --quick: 1k and 10k;
-## then a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone)
+## then a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone); then a batch
+## read of 100k responses through the `wootric` Spark data source against the job's extraction of the same
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(BIN)/python bench/landing.py $(BENCH_ARGS)
 	$(BIN)/python bench/peer.py
 	$(BIN)/python bench/full_sync.py
+	$(BIN)/python bench/datasource.py
 
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -138,3 +138,40 @@ def test_make_bundle_without_a_config_says_how_to_call_it():
     )
     assert result.returncode != 0
     assert "make bundle: name the config, e.g. make bundle CONF=conf/databricks.yaml" in result.stderr
+
+
+def test_with_pipeline_the_bundle_adds_a_lakeflow_pipeline_over_the_wootric_data_source(tmp_path, wheel):
+    from databricks.bundles.pipelines import Pipeline
+
+    from wootric_ingest.source.options import OPTIONS
+
+    out = tmp_path / "bundle"
+    args = ["--config", str(REPO / "conf/databricks.yaml"), "--dist", str(wheel.parent), "--out", str(out)]
+    assert bundle_main([*args, "--pipeline"]) == 0
+
+    definition = yaml.safe_load((out / "databricks.yml").read_text())
+    assert definition["sync"] == {"include": ["conf/*.yaml", "pipelines/*.py", "dist/*.whl"]}
+    assert (out / "resources" / "wootric_ingest.job.yml").is_file()
+    (resource,) = yaml.safe_load((out / "resources" / "wootric_ingest.pipeline.yml").read_text())["resources"][
+        "pipelines"
+    ].values()
+    pipeline = Pipeline.from_dict(resource)  # Databricks' own bundle model: an unknown or misplaced key is refused
+    assert pipeline.serverless and not pipeline.continuous
+    assert (pipeline.catalog, resource["schema"]) == ("main", "${var.pipeline_schema}")
+    assert definition["variables"]["pipeline_schema"]["default"] == "wootric_streams"
+    (library,) = pipeline.libraries
+    source = (out / "resources" / library.file.path).resolve()
+    assert source.read_text() == (REPO / "wootric_ingest/source/pipeline.py").read_text()
+    compile(source.read_text(), str(source), "exec")
+    assert resource["environment"]["dependencies"] == [f"${{workspace.file_path}}/dist/{wheel.name}"]
+    assert (out / "dist" / wheel.name).is_file()
+
+    settings = resource["configuration"]
+    assert settings["wootric.streams"] == "end_users,responses,declines"
+    assert {key.removeprefix("wootric.") for key in settings} - {"streams"} <= set(OPTIONS)
+    # The credentials stay secret references: the pipeline reads them from the scope on the driver.
+    assert settings["wootric.password"] == "{{secrets/wootric/password}}"
+    assert (settings["wootric.start_date"], settings["wootric.base_url"]) == (
+        "2024-01-01T00:00:00Z",
+        "https://api.wootric.com",
+    )

@@ -247,3 +247,15 @@ def test_a_429_from_an_ended_window_does_not_stop_the_current_one():
     limiter.release(limiter.acquire(), headers(10, 9, time.time() + 0.3))
     limiter.release(straggler, headers(10, 0, first), throttled=True)
     assert limiter.acquire().waited < 0.05
+
+
+def test_a_limiter_with_a_share_of_the_account_spends_only_that_share_of_the_limit_the_headers_tell():
+    before_headers = RateLimiter(requests_per_minute=100, share=0.25, clock=Clock())
+    assert [blocked(before_headers) for _ in range(26)] == [False] * 25 + [True]  # a quarter of 100
+    clock = Clock()
+    limiter = RateLimiter(requests_per_minute=100, share=0.25, clock=clock)
+    limiter.release(limiter.acquire(), headers(40, 30, clock.now + 30))  # siblings sent 9 of the account's 40
+    assert limiter.remaining() == 9
+    assert [blocked(limiter) for _ in range(10)] == [False] * 9 + [True]
+    with pytest.raises(ValueError, match="share"):
+        RateLimiter(requests_per_minute=100, share=0)

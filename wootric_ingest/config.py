@@ -342,7 +342,7 @@ def _closest(word: str, options: set[str]) -> str | None:
     return match[0] if match else None
 
 
-def _parse_start_date(text: str) -> datetime:
+def parse_start_date(text: str) -> datetime:
     """ISO-8601 date or date-time; a naive value is taken as UTC."""
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -406,7 +406,7 @@ def parse_config(
     start_text = r.text(raw_start, "source.start_date")
     if start_text:
         try:
-            start_date = _parse_start_date(start_text)
+            start_date = parse_start_date(start_text)
         except ValueError:
             r.problem("source.start_date", f"{start_text!r} is not an ISO-8601 date, e.g. 2024-01-01T00:00:00Z")
 

@@ -56,13 +56,14 @@ class Batch:
 class WootricClient:
     """One account's API session: `authenticate()`, then `pages()` per stream, then `close()`."""
 
-    def __init__(self, api: ApiConfig, *, retry: RetryPolicy | None = None):
-        """`retry` defaults to giving up on a request after the config's `retry_give_up_seconds`."""
+    def __init__(self, api: ApiConfig, *, retry: RetryPolicy | None = None, share: float = 1.0):
+        """`retry` defaults to giving up on a request after the config's `retry_give_up_seconds`; `share` is the
+        fraction of the account's rate limit this client may spend (one of several partitions of a Spark read)."""
         retry = retry or RetryPolicy(give_up_after=api.retry_give_up_seconds)
         self.api = api
         self.endpoints = endpoints(api.base_url)
         self.stats = Stats()
-        self._limiter = RateLimiter(api.requests_per_minute)
+        self._limiter = RateLimiter(api.requests_per_minute, share=share)
         self._transport = Transport(timeout=api.timeout_seconds, limiter=self._limiter, stats=self.stats, retry=retry)
         self._tokens = TokenProvider(api.auth, self.endpoints.token_url, self._transport, self.stats)
         self._not_cancelled = threading.Event()

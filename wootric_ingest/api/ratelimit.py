@@ -23,7 +23,9 @@ headers:
   one (then it arrived before the reset);
 - before the first headers, the configured requests per minute over an assumed 60 s window;
 - a 429 (another client got there first) stops every thread until the window resets, or for one
-  learnt window when the answer carries no headers.
+  learnt window when the answer carries no headers;
+- a client that shares the account with siblings it cannot talk to (the partitions of a Spark read, each in
+  its own Python worker) spends at most its `share` of the limit in a window, so together they never exceed it.
 """
 
 from __future__ import annotations
@@ -74,8 +76,12 @@ class Permit:
 class RateLimiter:
     """One account's request budget, handed out as permits to any number of threads."""
 
-    def __init__(self, requests_per_minute: int, *, clock: Callable[[], float] = time.time):
+    def __init__(self, requests_per_minute: int, *, share: float = 1.0, clock: Callable[[], float] = time.time):
+        """`share`: the fraction of the account's limit this limiter may spend in a window (0 < share <= 1)."""
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be within (0, 1], got {share}")
         self._clock = clock
+        self._share = share
         self._cond = threading.Condition()
         self._limit = requests_per_minute
         self._window = ASSUMED_WINDOW
@@ -102,7 +108,7 @@ class RateLimiter:
                 now = self._clock()
                 if now >= self._deadline() + self._margin():
                     self._roll(now)
-                if self._charged + self._others < self._limit:
+                if self._charged + self._others < self._limit and self._charged < self._own_limit():
                     self._charged += 1
                     self._in_flight += 1
                     return Permit(now, now - start, self._answers)
@@ -128,16 +134,21 @@ class RateLimiter:
             self._cond.notify_all()
 
     def remaining(self) -> int:
-        """Permits left in the current window: the limit, less what we and (by the headers) others used."""
+        """Permits left in the current window: our share of the limit, less what we used, and never more than
+        the limit leaves after what (by the headers) others used."""
         with self._cond:
             if self._clock() >= self._deadline() + self._margin():
-                return self._limit
-            return max(0, self._limit - self._charged - self._others)
+                return self._own_limit()
+            return max(0, min(self._limit - self._others, self._own_limit()) - self._charged)
 
     def rate(self) -> float:
-        """The ceiling in requests per second, as far as the headers have told us."""
+        """This limiter's ceiling in requests per second, as far as the headers have told us."""
         with self._cond:
-            return self._limit / self._window
+            return self._own_limit() / self._window
+
+    def _own_limit(self) -> int:
+        """What this limiter may spend of a window: its share of the account's limit, at least one request."""
+        return max(1, math.floor(self._limit * self._share))
 
     def _observe(self, quota: Quota, permit: Permit, overlapping: int, now: float) -> bool:
         """Learn from an answer's headers (`overlapping`: other answers that came back while its request

@@ -7,6 +7,12 @@
     bundle/conf/<config>.yaml                  the config as written (credentials are secret references)
     bundle/dist/<wheel>                        the wheel `make dist` built
 
+and with `--pipeline` (`make bundle ... PIPELINE=1`) also a Lakeflow Declarative Pipeline over the `wootric` Spark
+data source (`wootric_ingest.source.pipeline`), configured from the same config's source section:
+
+    bundle/resources/wootric_ingest.pipeline.yml   the pipeline: serverless, triggered, the wheel as a dependency
+    bundle/pipelines/wootric_pipeline.py           its source file
+
 and `databricks bundle deploy -t prod` from `bundle/` deploys it. The job runs on the trigger only:
 the additional full sync is decided by the job itself on each run, so it needs no schedule of its own.
 A config deployed this way must take its credentials from a secret scope (`{{secrets/<scope>/<key>}}`):
@@ -33,6 +39,9 @@ ENTRY_POINT = "wootric-ingest"
 JOB_KEY = "wootric_ingest"
 DEFAULT_SPARK_VERSION = "17.3.x-scala2.13"  # Databricks Runtime 17.3 LTS: Spark 4.0, Delta 4.0
 DEFAULT_NODE_TYPE = "i3.xlarge"  # AWS; e.g. Standard_D4ds_v5 on Azure, n2-standard-4 on GCP
+PIPELINE_KEY = "wootric_ingest_streams"
+PIPELINE_SOURCE = Path(__file__).resolve().parents[1] / "source" / "pipeline.py"
+PIPELINE_SCHEMA = "wootric_streams"  # its own schema: its tables never collide with the job's
 PROD_ROOT_PATH = "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
 _SECRET_REFERENCE = re.compile(r"^\{\{\s*secrets/[^/\s}]+/[^/\s}]+\s*\}\}$")
 _ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -167,19 +176,53 @@ def job_resource(config: Any, config_name: str, wheel_name: str) -> dict:
     }
 
 
-def bundle_definition(spark_version: str, node_type: str) -> dict:
-    """`databricks.yml`: the resources, the config files to sync, the cluster variables and the targets."""
+def pipeline_resource(data: dict, config: Any, wheel_name: str) -> dict:
+    """The pipeline: one feed and one current table per stream of the config, read with the config's API settings
+    (credentials as the secret references the config holds; the pipeline reads them on the driver)."""
+    api = data["source"]["api"]
+    settings = {
+        "streams": ",".join(s.name for s in config.streams),
+        "base_url": config.api.base_url,
+        **{k: str(v) for k, v in (api.get("auth") or {}).items() if v},
+        "start_date": config.start_date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "requests_per_minute": str(config.api.requests_per_minute),
+        "max_concurrency": str(config.api.max_concurrency),
+    }
+    return {
+        "resources": {
+            "pipelines": {
+                PIPELINE_KEY: {
+                    "name": f"wootric-ingest streams {config.description}"[:100],
+                    "catalog": config.catalog.name or "main",
+                    "schema": "${var.pipeline_schema}",
+                    "serverless": True,
+                    "continuous": False,
+                    "libraries": [{"file": {"path": "../pipelines/wootric_pipeline.py"}}],
+                    "environment": {"dependencies": [f"${{workspace.file_path}}/dist/{wheel_name}"]},
+                    "configuration": {f"wootric.{k}": v for k, v in settings.items()},
+                }
+            }
+        }
+    }
+
+
+def bundle_definition(spark_version: str, node_type: str, *, pipeline: bool = False) -> dict:
+    """`databricks.yml`: the resources, the files to sync, the variables and the targets."""
+    synced = ["conf/*.yaml", *(["pipelines/*.py", "dist/*.whl"] if pipeline else [])]
+    variables = {
+        "spark_version": {
+            "description": "Databricks Runtime of the job cluster (Spark 4.0, Delta 4.0)",
+            "default": spark_version,
+        },
+        "node_type_id": {"description": "Node type of the single-node job cluster", "default": node_type},
+    }
+    if pipeline:
+        variables["pipeline_schema"] = {"description": "Schema of the pipeline's tables", "default": PIPELINE_SCHEMA}
     return {
         "bundle": {"name": JOB_KEY},
         "include": ["resources/*.yml"],
-        "sync": {"include": ["conf/*.yaml"]},  # bundle/ is git-ignored, and sync honours .gitignore
-        "variables": {
-            "spark_version": {
-                "description": "Databricks Runtime of the job cluster (Spark 4.0, Delta 4.0)",
-                "default": spark_version,
-            },
-            "node_type_id": {"description": "Node type of the single-node job cluster", "default": node_type},
-        },
+        "sync": {"include": synced},  # bundle/ is git-ignored, and sync honours .gitignore
+        "variables": variables,
         "targets": {
             "dev": {"mode": "development", "default": True},
             "prod": {
@@ -201,9 +244,11 @@ def render(
     *,
     spark_version: str = DEFAULT_SPARK_VERSION,
     node_type: str = DEFAULT_NODE_TYPE,
+    pipeline: bool = False,
 ) -> list[Path]:
-    """Write the bundle for `config_path` into `out` (replacing an earlier rendering); returns the files."""
-    _, config = _read_config(config_path)
+    """Write the bundle for `config_path` into `out` (replacing an earlier rendering), with the pipeline when
+    asked; returns the files."""
+    data, config = _read_config(config_path)
     if not wheel.is_file() or wheel.suffix != ".whl":
         raise FileNotFoundError(f"{wheel} is not a wheel; build it with `make dist`")
     if out.exists():
@@ -213,9 +258,15 @@ def render(
     (out / "dist").mkdir()
     header = f"# Rendered from {config_path} by `make bundle`; edit the config and render again.\n"
     files = {
-        out / "databricks.yml": _dump(bundle_definition(spark_version, node_type), header),
+        out / "databricks.yml": _dump(bundle_definition(spark_version, node_type, pipeline=pipeline), header),
         out / "resources" / f"{JOB_KEY}.job.yml": _dump(job_resource(config, config_path.name, wheel.name), header),
     }
+    if pipeline:
+        (out / "pipelines").mkdir()
+        files[out / "resources" / f"{JOB_KEY}.pipeline.yml"] = _dump(
+            pipeline_resource(data, config, wheel.name), header
+        )
+        files[out / "pipelines" / "wootric_pipeline.py"] = PIPELINE_SOURCE.read_text(encoding="utf-8")
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     shutil.copyfile(config_path, out / "conf" / config_path.name)
@@ -233,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=Path("bundle"), type=Path, help="where to render (default: bundle)")
     parser.add_argument("--spark-version", default=DEFAULT_SPARK_VERSION)
     parser.add_argument("--node-type", default=DEFAULT_NODE_TYPE)
+    parser.add_argument(
+        "--pipeline", action="store_true", help="also a Lakeflow Declarative Pipeline over the wootric data source"
+    )
     args = parser.parse_args(argv)
     wheels = sorted(args.dist.glob(f"{PACKAGE}-*.whl"))
     if len(wheels) != 1:
@@ -242,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        files = render(args.config, wheels[0], args.out, spark_version=args.spark_version, node_type=args.node_type)
+        files = render(
+            args.config,
+            wheels[0],
+            args.out,
+            spark_version=args.spark_version,
+            node_type=args.node_type,
+            pipeline=args.pipeline,
+        )
     except ConfigError as e:
         print(f"bundle: {e}", file=sys.stderr)
         return 2
