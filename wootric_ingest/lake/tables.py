@@ -334,6 +334,17 @@ class Table:
         )
         self.delta(session).vacuum()
 
+    def delete_matching(self, rows: DataFrame, keys: tuple[str, ...], metadata: dict, run_id: str) -> None:
+        """Delete the table's rows that `rows` match on `keys`, in one commit carrying `metadata`. A MERGE, so the
+        log records the join (`t.id = s.id`), never the values that chose the rows, as a DELETE's predicate would."""
+        session = self._committing(metadata, run_id)
+        condition = " AND ".join(f"t.{quote(k)} <=> s.{quote(k)}" for k in keys)
+        source = rows.select(*keys).distinct()
+        with_retries(
+            lambda: self.delta(session).alias("t").merge(source.alias("s"), condition).whenMatchedDelete().execute(),
+            f"erasing rows from {self}",
+        )
+
     def _committing(self, metadata: dict, run_id: str) -> SparkSession:
         """A session of the commit's own carrying its metadata and idempotency key."""
         session = self.spark.newSession()
