@@ -159,21 +159,20 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False, now: d
             if email_path is not None:
                 condition = condition | lookup.email(_column(email_path), email_path)
             gone = table.read().where(condition)
-            columns = [
-                _column(id_path).alias("user"),
-                (_column(email_path) if email_path else F.lit(None)).alias("email"),
-            ]
-            for row in gone.select(*columns).distinct().collect():
-                found_ids.add(row["user"])
-                found_emails.add(row["email"])
-            erased.append(_erase(lakehouse, name, table, gone, run_id, names, ages_out))
+            email = _column(email_path) if email_path else F.lit(None).cast("string")
+            summary = _summary(gone, _column(id_path), email, F.substring("created_at", 1, 10))
+            found_ids.update(summary.users)
+            found_emails.update(summary.emails)
+            erased.append(_erase(table, name, gone, summary, (PRIMARY_KEY,), run_id, names, ages_out))
         if lakehouse.rejected.table.exists():
-            rejected = lakehouse.rejected.table
-            gone = rejected.read().where(lookup.record(ids))
-            for row in gone.select(*[_in_record(p) for p in (_RECORD_USER_ID, *_RECORD_EMAILS)]).collect():
-                found_ids.add(row[0])
-                found_emails.update(row[1:])
-            erased.append(_erase(lakehouse, REJECTED, rejected, gone, run_id, names, ages_out))
+            gone = lakehouse.rejected.table.read().where(lookup.record(ids))
+            email = F.coalesce(*[_in_record(p) for p in _RECORD_EMAILS])  # one per stream: never both
+            summary = _summary(gone, _in_record(_RECORD_USER_ID), email, F.lit(None))
+            found_ids.update(summary.users)
+            found_emails.update(summary.emails)
+            keys = ("stream", "record_sha256")
+            erased.append(_erase(lakehouse.rejected.table, REJECTED, gone, summary, keys, run_id, names, ages_out))
+        lakehouse.runs.append([e.history for e in erased])
         staging = _remove_staging(lakehouse, streams, lookup, ids)
     vacuumed = []
     if vacuum:
@@ -183,60 +182,82 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False, now: d
             vacuumed.append(str(cleaned))
     lost_emails, lost_ids = lookup.found(found_emails - {None}, found_ids - {None})
     not_found = [pseudonym(lakehouse.policy, v, salted) for v in (*lost_emails, *lost_ids)]
-    recompute_derived(lakehouse, {e.stream: e.dates for e in erased if e.rows and e.stream != REJECTED})
-    return Erasure(run_id, erased, staging, not_found, vacuumed)
+    recompute_derived(
+        lakehouse, {e.erased.stream: e.erased.dates for e in erased if e.erased.rows and e.erased.stream != REJECTED}
+    )
+    return Erasure(run_id, [e.erased for e in erased], staging, not_found, vacuumed)
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """What the rows an erasure removes from one table hold: how many, whose (end-user ids and emails as the
+    table holds them) and of which dates."""
+
+    rows: int
+    users: set[str]
+    emails: set[str]
+    dates: tuple[str, ...]
+
+
+def _summary(gone: DataFrame, user: Column, email: Column, day: Column) -> _Summary:
+    """One pass over the rows to remove."""
+    groups = gone.groupBy(user.alias("user"), email.alias("email"), day.alias("day")).count().collect()
+    return _Summary(
+        sum(g["count"] for g in groups),
+        {g["user"] for g in groups if g["user"] is not None},
+        {g["email"] for g in groups if g["email"] is not None},
+        tuple(sorted({g["day"] for g in groups if g["day"]})),
+    )
+
+
+@dataclass(frozen=True)
+class _TableErased:
+    erased: Erased
+    history: RunRow
 
 
 def _erase(
-    lakehouse: Lakehouse,
-    stream: str,
     table: Table,
+    stream: str,
     gone: DataFrame,
+    summary: _Summary,
+    keys: tuple[str, ...],
     run_id: str,
     people: list[str],
     ages_out: datetime,
-) -> Erased:
-    """Delete `gone` (rows of `table`) in one commit and record it in the run history."""
+) -> _TableErased:
+    """Delete `gone` (rows of `table`, matched on `keys`) in one commit; what it did and its run history row."""
     started, clock = datetime.now(timezone.utc), time.monotonic()
-    keys = (PRIMARY_KEY,) if isinstance(table, StreamTable) else ("stream", "record_sha256")
-    rows = gone.count()
-    dates: tuple[str, ...] = ()
     metadata = _carried(table, run_id, people)
-    if rows:
-        if "created_at" in gone.columns:
-            found = gone.select(F.substring("created_at", 1, 10)).distinct().collect()
-            dates = tuple(sorted(r[0] for r in found if r[0]))
+    if summary.rows:
         table.delete_matching(gone, keys, metadata, run_id)
-        log.info("%s: erased %d rows of %d people", table, rows, len(people))
-    version = table.version() if rows else None
-    reason = f"erasure request for {len(people)} people: {', '.join(people)}"
-    lakehouse.runs.record(
-        RunRow(
-            run_id=run_id,
-            stream=stream,
-            table_path=str(table),
-            sync_mode=FORGET,
-            sync_reason=reason,
-            status="ok",
-            error=None,
-            started_at=started,
-            finished_at=datetime.now(timezone.utc),
-            duration_seconds=time.monotonic() - clock,
-            window_since=None,
-            window_until=None,
-            bookmark=metadata.get("bookmark"),
-            records_fetched=0,
-            records_rejected=0,
-            api_requests=0,
-            rows_inserted=0,
-            rows_updated=0,
-            rows_deleted=rows,
-            table_version=version if version is not None else table.version(),
-            table_rows=table.count(),
-        ),
-        replace=False,
+        log.info("%s: erased %d rows of %d people", table, summary.rows, len(people))
+    version = table.version()
+    row = RunRow(
+        run_id=run_id,
+        stream=stream,
+        table_path=str(table),
+        sync_mode=FORGET,
+        sync_reason=f"erasure request for {len(people)} people: {', '.join(people)}",
+        status="ok",
+        error=None,
+        started_at=started,
+        finished_at=datetime.now(timezone.utc),
+        duration_seconds=time.monotonic() - clock,
+        window_since=None,
+        window_until=None,
+        bookmark=metadata.get("bookmark"),
+        records_fetched=0,
+        records_rejected=0,
+        api_requests=0,
+        rows_inserted=0,
+        rows_updated=0,
+        rows_deleted=summary.rows,
+        table_version=version,
+        table_rows=None,
     )
-    return Erased(stream, str(table), rows, version, ages_out, dates)
+    erased = Erased(stream, str(table), summary.rows, version if summary.rows else None, ages_out, summary.dates)
+    return _TableErased(erased, row)
 
 
 def _carried(table: Table, run_id: str, people: list[str]) -> dict:
