@@ -14,11 +14,11 @@ wherever that object sits, not any other `name`). Plain Python: no pyspark.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 from wootric_ingest.streams import Field, Kind
 
@@ -49,13 +49,22 @@ def normalised(value: str) -> str:
     return stripped.lower() if _EMAIL.fullmatch(stripped) else value
 
 
+@lru_cache(maxsize=65_536)
+def _keyed_hash(key: bytes, text: str) -> str:
+    """HMAC-SHA256 in hex; cached, since one person's email or id comes back in record after record."""
+    return hmac.digest(key, text.encode("utf-8", "surrogatepass"), "sha256").hex()
+
+
 class Policy:
     """One source's policy, ready to apply to records (built once per run; matching is a set lookup per key)."""
 
     def __init__(self, hash: Iterable[str], drop: Iterable[str], salt: str | None):
         self._entries = {tuple(e.split(".")): Action.HASHED for e in hash}
         self._entries.update({tuple(e.split(".")): Action.DROPPED for e in drop})
-        self._names = frozenset(parts[-1] for parts in self._entries)
+        self._by_name: dict[str, list[tuple[Path, Action]]] = {}
+        for parts, action in self._entries.items():
+            self._by_name.setdefault(parts[-1], []).append((parts, action))
+        self._names = frozenset(self._by_name)
         self._key = (salt or "").encode("utf-8")
 
     def __bool__(self) -> bool:
@@ -68,10 +77,8 @@ class Policy:
 
     def action(self, path: Path) -> Action | None:
         """What the policy does to the field at `path`, or None."""
-        if not path or path[-1] not in self._names:
-            return None
-        for parts, action in self._entries.items():
-            if len(path) >= len(parts) and path[len(path) - len(parts) :] == parts:
+        for parts, action in self._by_name.get(path[-1], ()) if path else ():
+            if len(parts) == 1 or path[-len(parts) :] == parts:
                 return action
         return None
 
@@ -83,7 +90,7 @@ class Policy:
     def digest(self, value: object) -> str:
         """The keyed hash a hashed field holds for `value` (the one `forget` looks a person up by)."""
         text = normalised(value) if isinstance(value, str) else _CANONICAL.encode(value)
-        return hmac.new(self._key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        return _keyed_hash(self._key, text)
 
     def stored(self, path: Path, value: str) -> str | None:
         """`value` of the field at `path` as the tables hold it: its hash, None when dropped, else itself."""
@@ -101,20 +108,25 @@ class Policy:
                 yield from self.marks(f.fields, path)
 
     def _walk(self, value: object, path: Path) -> object:
+        """`value` with the policy applied below it (`path`: its keys from the record's top); a part nothing
+        matched is returned as the same object, so an untouched record costs no copy. Only a key the policy
+        names can change, and only a nested object or list can hold one, so scalars are passed over."""
         if isinstance(value, dict):
             changed: dict | None = None
             for key, item in value.items():
-                inner = (*path, key)
-                action = self.action(inner) if key in self._names else None
-                if action is None:
-                    new = self._walk(item, inner)
-                else:
+                action = self.action((*path, key)) if key in self._names else None
+                new: object
+                if action is not None:
                     new = None if action is Action.DROPPED or item is None else self.digest(item)
+                elif isinstance(item, (dict, list)):
+                    new = self._walk(item, (*path, key))
+                else:
+                    continue
                 if new is not item:
                     changed = changed if changed is not None else dict(value)
                     changed[key] = new
             return value if changed is None else changed
         if isinstance(value, list):
-            items = [self._walk(item, path) for item in value]
+            items = [self._walk(item, path) if isinstance(item, (dict, list)) else item for item in value]
             return value if all(a is b for a, b in zip(items, value)) else items
         return value
