@@ -249,3 +249,5 @@ def test_forget_needs_a_person(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "wootric-ingest: forget: name at least one person with --email or --end-user-id\n"
     )
+    assert main(["forget", "--config", str(path), "--email", " "]) == 2
+    assert capsys.readouterr().err == "wootric-ingest: forget: an --email or --end-user-id is blank\n"

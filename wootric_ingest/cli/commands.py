@@ -211,6 +211,8 @@ def _cmd_forget(args, config: SourceConfig) -> int:
 
     if not args.email and not args.end_user_id:
         raise UsageError("forget: name at least one person with --email or --end-user-id")
+    if not all(value.strip() for value in args.email + args.end_user_id):
+        raise UsageError("forget: an --email or --end-user-id is blank")
     people = People(tuple(args.email), tuple(args.end_user_id))
     erasure = forget(Lakehouse(config, get_spark()), people, vacuum=args.vacuum)
     retention = config.delta_log_retention_days

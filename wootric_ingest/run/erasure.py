@@ -145,7 +145,7 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False, now: d
     streams = [s for s in config.streams if s.name in _USER_ID]
     with lakehouse.locks(config.streams, run_id):
         tables = {s.name: lakehouse.table(s) for s in streams if lakehouse.table(s).exists()}
-        ids, found_emails, found_ids = set(lookup.ids), set(), set()
+        ids, found_emails, found_ids = set(lookup.ids), set[str](), set[str]()
         if "end_users" in tables:
             path = _EMAIL["end_users"]
             matched = tables["end_users"].read().where(lookup.email(_column(path), path))
@@ -180,7 +180,7 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False, now: d
         for cleaned in [*tables.values(), *rejected_table]:
             cleaned.vacuum(config.delta_log_retention_days)
             vacuumed.append(str(cleaned))
-    lost_emails, lost_ids = lookup.found(found_emails - {None}, found_ids - {None})
+    lost_emails, lost_ids = lookup.found(found_emails, found_ids)
     not_found = [pseudonym(lakehouse.policy, v, salted) for v in (*lost_emails, *lost_ids)]
     recompute_derived(
         lakehouse, {e.erased.stream: e.erased.dates for e in erased if e.erased.rows and e.erased.stream != REJECTED}
