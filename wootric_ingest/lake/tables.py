@@ -202,7 +202,11 @@ class Table:
                         "this job's table (rename or drop it, or change the name)"
                     )
         existing = {f.name: f for f in self.read().schema.fields}
-        clashing = [f for f in self.schema.fields if f.name in existing and existing[f.name].dataType != f.dataType]
+        clashing = [
+            f
+            for f in self.schema.fields
+            if f.name in existing and _type(existing[f.name].dataType) != _type(f.dataType)
+        ]
         if clashing:
             f = clashing[0]
             raise CatalogProblem(
@@ -539,6 +543,13 @@ def _live(rows: DataFrame) -> DataFrame:
 
 
 PII_TAG = "pii"
+
+
+def _type(dtype: DataType) -> object:
+    """A column's type without its nested fields' comments, which the personal data policy changes."""
+    if isinstance(dtype, StructType):
+        return tuple((f.name, _type(f.dataType)) for f in dtype.fields)
+    return dtype
 
 
 def comment_statements(table: str, existing: StructType, wanted: StructType, prefix: str = "") -> list[str]:
