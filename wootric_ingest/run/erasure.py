@@ -131,11 +131,11 @@ def _in_record(path: Path) -> Column:
     return F.get_json_object("record", "$." + ".".join(path))
 
 
-def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False, now: datetime | None = None) -> Erasure:
+def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False) -> Erasure:
     """Erase `people` from every configured stream table, the rejected table and waiting staging, each table in
     one commit recorded in the run history. With `vacuum`, then vacuum the tables (files older versions stopped
     using longer ago than the retention; the versions this erasure replaced age out at `Erased.ages_out`)."""
-    now = now or datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
     config = lakehouse.config
     run_id = f"{now:%Y%m%dT%H%M%SZ}-forget-{uuid.uuid4().hex[:8]}"
     lookup = _Lookup(lakehouse.policy, people)
