@@ -196,7 +196,8 @@ def test_hashed_and_dropped_values_are_nowhere_joins_hold_and_forget_erases_a_pe
     assert table.commits()[0].metadata["pii"] == config.pii.fingerprint
 
     # forget: alice (as she might be typed) and an id nobody has.
-    assert main(["forget", "--config", str(config_file), "--email", " ALICE@example.COM", "--end-user-id", "no-1"]) == 0
+    forget = ["forget", "--config", str(config_file), "--email", " ALICE@example.COM", "--end-user-id", "no-1"]
+    assert main([*forget, "--vacuum"]) == 0
     forgot = capfd.readouterr().out.splitlines()
     after = {s: {r["id"]: r for r in house.table(config.stream(s)).read().collect()} for s in STREAMS}
     for stream in STREAMS:
@@ -211,6 +212,7 @@ def test_hashed_and_dropped_values_are_nowhere_joins_hold_and_forget_erases_a_pe
     assert f"not found: the person with hash {digest('no-1')} is in no table (nothing to erase)" in forgot
     assert all(house.staged_runs(s) == set() for s in ("end_users", "responses"))
     assert any("older versions hold them until " in line for line in forgot)
+    assert forgot[-1].startswith("vacuumed 4 tables: files unused for more than 30 days are gone; ")
     history = house.runs.table.read().where("sync_mode = 'FORGET'").collect()
     assert {r["stream"] for r in history} == {"end_users", "responses", "declines", "rejected"}
     assert all(digest("alice@example.com") in r["sync_reason"] for r in history)
