@@ -64,8 +64,10 @@ chaos: setup
 
 ## make bench [BENCH_ARGS=--quick]: our own cost of a run (driver memory, landing throughput, no-op run,
 ## MERGE vs rewrite, Spark start) for 10k, 100k and 1M responses, each beside its baseline; --quick: 1k and 10k;
-## then a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone); then a batch
-## read of 100k responses through the `wootric` Spark data source against the job's extraction of the same
+## then the job beside a plain requests + delta-rs loader and delta-rs writing the same staged rows (10k, 100k, 1M);
+## a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone); a batch read of 100k
+## responses through the `wootric` Spark data source against the job's extraction of the same; staging throughput
+## on 1M responses with and without a personal data policy
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
@@ -73,6 +75,7 @@ bench: setup
 	$(BIN)/python bench/peer.py
 	$(BIN)/python bench/full_sync.py
 	$(BIN)/python bench/datasource.py
+	$(BIN)/python bench/pii.py
 
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -1,7 +1,8 @@
 """`make run`: the whole job against the sandbox Wootric API, no account needed.
 
-Starts the sandbox on a free loopback port, points the config's `${WOOTRIC_*}` variables at it, runs
-the same `main()` as every other entry point, and stops the sandbox.
+Starts the sandbox on a free loopback port, points the config's `${WOOTRIC_*}` variables at it (and, unless set,
+gives the personal data policy a demo salt), runs the same `main()` as every other entry point, and stops the
+sandbox.
 """
 
 import argparse
@@ -28,6 +29,7 @@ def run_with_sandbox(argv: list[str]) -> int:
             WOOTRIC_USERNAME=sandbox.credentials.username,
             WOOTRIC_PASSWORD=sandbox.credentials.password,
         )
+        os.environ.setdefault("WOOTRIC_PII_SALT", "sandbox-demo-salt-not-a-secret")
         return main(["run", "--config", args.config])
 
 

@@ -49,6 +49,7 @@ def test_the_readme_spark_submit_command_lands_the_sandbox_in_delta(tmp_path, sp
             WOOTRIC_BASE_URL=sandbox.base_url,
             WOOTRIC_USERNAME=sandbox.credentials.username,
             WOOTRIC_PASSWORD=sandbox.credentials.password,
+            WOOTRIC_PII_SALT="sandbox-demo-salt-not-a-secret",  # conf/local.yaml's personal data policy
         )
         result = subprocess.run(argv, cwd=run_dir, env=process_env, capture_output=True, text=True, timeout=900)
         expected = {

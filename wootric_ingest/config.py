@@ -9,6 +9,9 @@ moment they are read.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,10 +23,12 @@ from typing import Any, TypeVar
 import yaml
 
 from wootric_ingest import redaction
+from wootric_ingest.privacy import Policy, matches
 from wootric_ingest.schedule import Cron, CronError
-from wootric_ingest.streams import STREAMS, Stream
+from wootric_ingest.streams import PRIMARY_KEY, STREAMS, Field, Kind, Stream
 
 MAX_DESCRIPTION = 140
+MIN_SALT_CHARS = 16
 DEFAULT_BASE_URL = "https://api.wootric.com"
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -150,6 +155,34 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class PiiConfig:
+    """The personal data policy (see privacy.py): fields to hash, fields to drop, and the hash's key, a secret
+    never in repr, logs or table metadata."""
+
+    hash: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    salt: str | None = field(default=None, repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.hash or self.drop)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.hash, self.drop, self.salt)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """What the tables' commits record of the policy, None without one: a SHA-256 of the sorted lists and of
+        a keyed digest of the salt (so a new salt, which changes every hash, counts as a change; the salt itself
+        cannot be read back from it)."""
+        if not self:
+            return None
+        salt_check = hmac.new((self.salt or "").encode("utf-8"), b"wootric-ingest pii", hashlib.sha256).hexdigest()
+        text = json.dumps({"hash": sorted(self.hash), "drop": sorted(self.drop), "salt": salt_check}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     description: str
     api: ApiConfig
@@ -159,6 +192,7 @@ class SourceConfig:
     catalog: CatalogConfig
     streams: tuple[StreamConfig, ...]
     additional_full_sync: Schedule | None = None
+    pii: PiiConfig = PiiConfig()
 
     def stream(self, name: str) -> StreamConfig:
         return next(s for s in self.streams if s.name == name)
@@ -166,7 +200,16 @@ class SourceConfig:
 
 _KEYS: dict[str, set[str]] = {
     "": {"source", "catalog", "streams"},
-    "source": {"description", "api", "start_date", "trigger", "delta_log_retention_days", "additional_full_sync"},
+    "source": {
+        "description",
+        "api",
+        "start_date",
+        "trigger",
+        "delta_log_retention_days",
+        "additional_full_sync",
+        "pii",
+    },
+    "source.pii": {"hash", "drop", "salt"},
     "source.api": {
         "base_url",
         "auth",
@@ -413,6 +456,7 @@ def parse_config(
     trigger = r.schedule(src.get("trigger"), "source.trigger", required=True)
     full_sync = r.schedule(src.get("additional_full_sync"), "source.additional_full_sync", required=False)
     retention = r.integer(src.get("delta_log_retention_days"), "source.delta_log_retention_days", 30, minimum=1)
+    pii = _pii(r, r.mapping(src.get("pii"), "source.pii", _KEYS["source.pii"], required=False))
 
     cat_raw = r.mapping(top.get("catalog"), "catalog", _KEYS["catalog"])
     root = r.text(cat_raw.get("root"), "catalog.root") or ""
@@ -456,7 +500,83 @@ def parse_config(
         catalog=catalog,
         streams=streams,
         additional_full_sync=full_sync,
+        pii=pii,
     )
+
+
+#: Fields the job keys and walks rows by: the primary key and every stream's cursor (top level only).
+_KEY_FIELDS = {PRIMARY_KEY: "the primary key of every stream"} | {
+    s.cursor_field: f"the cursor of {', '.join(n for n, t in STREAMS.items() if t.cursor_field == s.cursor_field)}"
+    for s in STREAMS.values()
+}
+
+
+def _pii(r: _Reader, raw: dict) -> PiiConfig:
+    """The policy; every field named once, never the key or a cursor, hashed only where a text column can hold
+    the hash, and with a salt long enough to resist guessing whenever something is hashed."""
+    lists = {action: _field_list(r, raw.get(action), f"source.pii.{action}") for action in ("hash", "drop")}
+    salt = r.text(raw.get("salt"), "source.pii.salt", required=False, secret=True)
+    for entry in sorted(set(lists["hash"]) & set(lists["drop"])):
+        r.problem("source.pii.drop", f"{entry} is also in source.pii.hash; a field is either hashed or dropped")
+    for action, entries in lists.items():
+        for entry in entries:
+            for name, what in _KEY_FIELDS.items():
+                if matches(entry, (name,)):
+                    r.problem(
+                        f"source.pii.{action}",
+                        f"{entry} is {what}: the job keys and walks rows by it, so it cannot be {action}ed "
+                        "(a dotted path such as end_user.created_at names a nested field instead)",
+                    )
+    for entry in lists["hash"]:
+        for stream in STREAMS.values():
+            column = _column_named(stream.fields, entry, ())
+            if column is not None:
+                kind, path = column
+                r.problem(
+                    "source.pii.hash",
+                    f"{entry} names the {kind} column {stream.name}.{path} and a hash is text that cannot land "
+                    "there; drop it instead, or hash the text fields inside it",
+                )
+                break
+    if lists["hash"] and salt is None and not any(p.startswith("source.pii.salt:") for p in r.problems):
+        r.problem(
+            "source.pii.salt", "is required when source.pii.hash lists fields (a secret of at least 16 characters)"
+        )
+    if salt is not None and len(salt) < MIN_SALT_CHARS:
+        r.problem(
+            "source.pii.salt", f"is {len(salt)} characters; at least {MIN_SALT_CHARS} are required (a random secret)"
+        )
+    return PiiConfig(tuple(sorted(set(lists["hash"]))), tuple(sorted(set(lists["drop"]))), salt)
+
+
+def _field_list(r: _Reader, value: Any, key: str) -> list[str]:
+    """A list of field names or dotted paths."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.problem(key, f"must be a list of field names (e.g. [email, phone_number]), got {type(value).__name__}")
+        return []
+    entries = []
+    for item in value:
+        if not isinstance(item, str) or not all(part.strip() for part in item.split(".")):
+            r.problem(key, f"{item!r} is not a field name or a dotted path such as properties.name")
+        else:
+            entries.append(item)
+    return entries
+
+
+def _column_named(fields: tuple[Field, ...], entry: str, prefix: tuple[str, ...]) -> tuple[str, str] | None:
+    """The kind and path of a column among `fields` that `entry` names and that is not plain text (a struct, a
+    number, a boolean or a normalised time), or None."""
+    for f in fields:
+        path = (*prefix, f.name)
+        if matches(entry, path) and (f.kind is not Kind.STRING or f.iso_time):
+            return "time" if f.iso_time else f.kind.value.lower(), ".".join(path)
+        if f.kind is Kind.STRUCT:
+            found = _column_named(f.fields, entry, path)
+            if found:
+                return found
+    return None
 
 
 def _auth(r: _Reader, raw: dict) -> Auth:

@@ -23,7 +23,7 @@ from wootric_ingest.config import ConfigError, Deletes, FullSyncWrite, SecretRea
 
 log = logging.getLogger("wootric_ingest")
 
-COMMANDS = ("run", "check", "plan", "discover", "docs")
+COMMANDS = ("run", "check", "plan", "forget", "discover", "docs")
 CHECK_PATIENCE_SECONDS = 20.0  # `check` is a quick probe: an unreachable API is reported, not waited out
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -34,6 +34,8 @@ examples:
   wootric-ingest run --config conf/example.yaml          sync every configured stream
   wootric-ingest run --config conf/example.yaml --streams responses --full-sync
   wootric-ingest run --config conf/example.yaml --dry-run
+  wootric-ingest forget --config conf/example.yaml --email alice@example.com
+                                                         erase a person from every table (one commit each)
   wootric-ingest discover > catalog.json                 streams, keys, cursors, JSON schemas
   wootric-ingest docs > wootric-streams.md               the tables' fields as Markdown
 
@@ -147,8 +149,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--streams", metavar="A,B", help="only these configured streams (default: all)")
     plan.add_argument("--full-sync", action="store_true", help="plan as if --full-sync were given to run")
-    command("discover", "print the streams, their keys, cursors and schemas as JSON", config=False)
-    command("docs", "print the tables and fields reference as Markdown", config=False)
+    forget = command(
+        "forget",
+        "erase people (by email or end-user id) from every stream table, the rejected table and staging",
+        config=True,
+    )
+    forget.add_argument("--email", action="append", default=[], metavar="E", help="a person's email (repeatable)")
+    forget.add_argument(
+        "--end-user-id", action="append", default=[], metavar="ID", help="a person's end-user id (repeatable)"
+    )
+    forget.add_argument("--vacuum", action="store_true", help="then vacuum the tables, as far as the retention allows")
+    discover = command("discover", "print the streams, their keys, cursors and schemas as JSON", config=False)
+    docs = command("docs", "print the tables and fields reference as Markdown", config=False)
+    for sub in (discover, docs):
+        sub.add_argument("--config", metavar="FILE", help="also show the personal data policy of this source's config")
     return parser
 
 
@@ -174,17 +188,52 @@ def _utc(instant: datetime) -> str:
     return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _cmd_discover(_args) -> int:
+def _cmd_discover(_args, config: SourceConfig | None) -> int:
     from wootric_ingest.cli.docs import catalog
 
-    print(json.dumps(catalog(), indent=2))
+    print(json.dumps(catalog(config.pii if config else None), indent=2))
     return 0
 
 
-def _cmd_docs(_args) -> int:
+def _cmd_docs(_args, config: SourceConfig | None) -> int:
     from wootric_ingest.cli.docs import markdown
 
-    print(markdown(), end="")
+    print(markdown(config.pii if config else None), end="")
+    return 0
+
+
+def _cmd_forget(args, config: SourceConfig) -> int:
+    """Erase people; per table the rows removed and until when older versions hold them. Nobody is printed by
+    email or id, only by hash."""
+    from wootric_ingest.lake.lakehouse import Lakehouse
+    from wootric_ingest.lake.spark import get_spark
+    from wootric_ingest.run.erasure import People, forget
+
+    if not args.email and not args.end_user_id:
+        raise UsageError("forget: name at least one person with --email or --end-user-id")
+    if not all(value.strip() for value in args.email + args.end_user_id):
+        raise UsageError("forget: an --email or --end-user-id is blank")
+    people = People(tuple(args.email), tuple(args.end_user_id))
+    erasure = forget(Lakehouse(config, get_spark()), people, vacuum=args.vacuum)
+    retention = config.delta_log_retention_days
+    print(f"forget {erasure.run_id}: {len(people.emails) + len(people.end_user_ids)} identifiers")
+    for erased in erasure.tables:
+        if erased.rows:
+            print(
+                f"{erased.stream}: {erased.rows} rows removed in version {erased.version} of {erased.table}; "
+                f"older versions hold them until {_utc(erased.ages_out)} (delta_log_retention_days: {retention})"
+            )
+        else:
+            print(f"{erased.stream}: no rows of these people in {erased.table}")
+    for folder in erasure.staging_removed:
+        print(f"staging: removed {folder} (an interrupted run's; the next run fetches its ranges again)")
+    for person in erasure.not_found:
+        print(f"not found: the person with hash {person} is in no table (nothing to erase)")
+    if erasure.vacuumed:
+        print(
+            f"vacuumed {len(erasure.vacuumed)} tables: files unused for more than {retention} days are gone; "
+            "run forget --vacuum again after the dates above to remove the versions this erasure replaced"
+        )
     return 0
 
 
@@ -336,7 +385,14 @@ def _version() -> str:
         return "(not installed)"
 
 
-_HANDLERS: dict[str, Callable[..., int]] = {"run": _cmd_run, "check": _cmd_check, "plan": _cmd_plan}
+_HANDLERS: dict[str, Callable[..., int]] = {
+    "run": _cmd_run,
+    "check": _cmd_check,
+    "plan": _cmd_plan,
+    "forget": _cmd_forget,
+    "discover": _cmd_discover,
+    "docs": _cmd_docs,
+}
 
 
 def _dispatch(argv: Iterable[str]) -> int:
@@ -345,10 +401,8 @@ def _dispatch(argv: Iterable[str]) -> int:
     except SystemExit as e:  # --help (0) or bad usage (2), already printed by argparse
         return int(e.code or 0)
     configure_logging(getattr(args, "log_level", "INFO"))
-    if args.command == "discover":
-        return _cmd_discover(args)
-    if args.command == "docs":
-        return _cmd_docs(args)
+    if args.command in ("discover", "docs") and not args.config:
+        return _HANDLERS[args.command](args, None)
     log.log(
         logging.INFO if args.command == "run" else logging.DEBUG,
         "wootric-ingest %s %s (package at %s)",

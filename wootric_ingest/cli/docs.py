@@ -6,30 +6,65 @@ so the reference, `discover` and the tables' column comments cannot drift apart;
 
 from __future__ import annotations
 
+from wootric_ingest.config import PiiConfig
+from wootric_ingest.privacy import Policy
 from wootric_ingest.streams import METADATA_FIELDS, PRIMARY_KEY, STREAMS, Field, Kind, Stream, leaves
 
 _JSON_TYPES = {Kind.STRING: "string", Kind.INTEGER: "integer", Kind.BOOLEAN: "boolean", Kind.TIMESTAMP: "string"}
 
 
-def _describe(field: Field) -> str:
+def _describe(field: Field, label: str | None = None) -> str:
     comment = field.description
     if field.iso_time:
         comment += " (ISO-8601 UTC)"
+    if label:
+        comment += f" ({label})"
     return comment.replace("|", "\\|")
 
 
-def _field_table(fields: tuple[Field, ...]) -> list[str]:
+def _field_table(fields: tuple[Field, ...], labels: dict[str, str] | None = None) -> list[str]:
     lines = ["| Field | Type | Description |", "|---|---|---|"]
-    lines += [f"| `{name}` | {f.kind.value} | {_describe(f)} |" for name, f in leaves(fields)]
+    lines += [f"| `{name}` | {f.kind.value} | {_describe(f, (labels or {}).get(name))} |" for name, f in leaves(fields)]
     return lines
+
+
+def _labels(policy: Policy | None, fields: tuple[Field, ...]) -> dict[str, str]:
+    """The policy's label per leaf column path, as the column comments carry it (a struct's covers its leaves)."""
+    if not policy:
+        return {}
+    marks = {path: action.value for path, action in policy.marks(fields)}
+    if fields is METADATA_FIELDS:
+        marks["_raw"] = ", ".join(policy.actions)
+    covering = {
+        name: [label for path, label in marks.items() if f"{name}.".startswith(f"{path}.")]
+        for name, _ in leaves(fields)
+    }
+    return {name: found[0] for name, found in covering.items() if found}
+
+
+def _policy_lines(pii: PiiConfig) -> list[str]:
+    """The policy in words; never the salt."""
+    if not pii:
+        return ["### Personal data policy", "", "None: every field lands as the API sends it (`source.pii`).", ""]
+    return [
+        "### Personal data policy",
+        "",
+        f"Hashed (HMAC-SHA256 with the salt, emails trimmed and lower-cased first): "
+        f"{', '.join(f'`{e}`' for e in pii.hash) or 'none'}. Dropped (null): "
+        f"{', '.join(f'`{e}`' for e in pii.drop) or 'none'}. A name matches at any depth, inside `_raw` too; a "
+        f"dotted path matches that nesting only. Fingerprint in the commits: `{pii.fingerprint}`.",
+        "",
+    ]
 
 
 def _endpoint(stream: Stream) -> str:
     return f"GET /v1/{stream.path}"
 
 
-def markdown() -> str:
-    """The streams-and-fields reference (README's "Tables written" section and the agents' skills file)."""
+def markdown(pii: PiiConfig | None = None) -> str:
+    """The streams-and-fields reference (README's "Tables written" section and the agents' skills file); with a
+    source's `pii`, its personal data policy too, and each field it hashes or drops marked."""
+    policy = pii.policy if pii is not None else None
     lines = [
         "## Tables written",
         "",
@@ -55,32 +90,53 @@ def markdown() -> str:
             f"{stream.description} Source: `{_endpoint(stream)}`; primary key `{PRIMARY_KEY}`; cursor "
             f"`{stream.cursor_field}` (walked with the API's `{stream.cursor_filter}` filter){lookback}.",
             "",
-            *_field_table(stream.fields),
+            *_field_table(stream.fields, _labels(policy, stream.fields)),
             "",
         ]
     lines += [
         "### Metadata columns (every table)",
         "",
-        *_field_table(METADATA_FIELDS),
+        *_field_table(METADATA_FIELDS, _labels(policy, METADATA_FIELDS)),
         "",
+        *(_policy_lines(pii) if pii is not None else []),
     ]
     return "\n".join(lines)
 
 
-def _json_schema(field: Field) -> dict:
+def _json_schema(field: Field, labels: dict[str, str], path: str = "") -> dict:
+    path = f"{path}{field.name}"
     if field.kind is Kind.STRUCT:
-        node: dict = {"type": ["null", "object"], "properties": {f.name: _json_schema(f) for f in field.fields}}
+        properties = {f.name: _json_schema(f, labels, f"{path}.") for f in field.fields}
+        node: dict = {"type": ["null", "object"], "properties": properties}
     else:
         node = {"type": ["null", _JSON_TYPES[field.kind]]}
         if field.kind is Kind.TIMESTAMP or field.iso_time:
             node["format"] = "date-time"
     node["description"] = field.description
+    if path in labels:
+        node["description"] += f" ({labels[path]})"
+        node["x-pii"] = labels[path]
     return node
 
 
-def catalog() -> dict:
-    """`discover`: every stream with its key, cursor and JSON Schema, in the Singer/Airbyte catalog habit."""
+def catalog(pii: PiiConfig | None = None) -> dict:
+    """`discover`: every stream with its key, cursor and JSON Schema, in the Singer/Airbyte catalog habit; with a
+    source's `pii`, its policy (never the salt) and an `x-pii` mark on each field it hashes or drops."""
+    policy = pii.policy if pii is not None else None
+    marks = {
+        name: {path: action.value for path, action in policy.marks(stream.table_fields)} if policy else {}
+        for name, stream in STREAMS.items()
+    }
+    if policy:
+        for labels in marks.values():
+            labels["_raw"] = ", ".join(policy.actions)
+    policy_entry = (
+        {"pii": {"hash": list(pii.hash), "drop": list(pii.drop), "fingerprint": pii.fingerprint}}
+        if pii is not None
+        else {}
+    )
     return {
+        **policy_entry,
         "streams": [
             {
                 "stream": stream.name,
@@ -91,10 +147,13 @@ def catalog() -> dict:
                 "cursor_filter": stream.cursor_filter,
                 "supported_sync_types": ["INCREMENTAL", "FULL_TABLE"],
                 "default_lookback_days": stream.default_lookback_days,
-                "schema": {"type": "object", "properties": {f.name: _json_schema(f) for f in stream.table_fields}},
+                "schema": {
+                    "type": "object",
+                    "properties": {f.name: _json_schema(f, marks[stream.name]) for f in stream.table_fields},
+                },
             }
             for stream in STREAMS.values()
-        ]
+        ],
     }
 
 

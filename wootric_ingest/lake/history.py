@@ -94,13 +94,25 @@ class RunHistory:
         self._ready = False
         self._lock = threading.Lock()
 
+    def append(self, rows: list[RunRow]) -> None:
+        """Add several rows in one commit (an erasure's, one per table it went through)."""
+        frames = [literal_row(self.table.spark, RUNS_SCHEMA, _values(row)) for row in rows]
+        if not frames:
+            return
+        frame = frames[0]
+        for more in frames[1:]:
+            frame = frame.unionByName(more)
+        with self._lock:
+            if not self._ready:
+                self.table.ensure()
+                self._ready = True
+            with_retries(lambda: self.table.append(frame), f"recording {len(rows)} rows in {self.table}")
+
     def record(self, row: RunRow, *, replace: bool) -> None:
         """Add one stream's row. A run whose id was made for it cannot have rows yet, so its rows are appended
         (appends never conflict); with `replace` (a run id given by the caller, maybe a retry's) the row
         replaces the one an earlier attempt recorded for the same run and stream."""
-        values = asdict(row)
-        values["error"] = redaction.redact(row.error) if row.error else None
-        frame = literal_row(self.table.spark, RUNS_SCHEMA, values)
+        frame = literal_row(self.table.spark, RUNS_SCHEMA, _values(row))
         with self._lock:
             if not self._ready:
                 self.table.ensure()
@@ -120,3 +132,10 @@ class RunHistory:
                 )
 
             with_retries(attempt, f"recording {row.stream} in {self.table}")
+
+
+def _values(row: RunRow) -> dict:
+    """A row's column values, its error redacted."""
+    values = asdict(row)
+    values["error"] = redaction.redact(row.error) if row.error else None
+    return values

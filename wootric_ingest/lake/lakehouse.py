@@ -20,10 +20,12 @@ from wootric_ingest.lake.history import RUNS_SCHEMA, RunHistory
 from wootric_ingest.lake.layout import Layout
 from wootric_ingest.lake.locks import TableLocks
 from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords
+from wootric_ingest.lake.spark import on_databricks
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.storage import Storage, python_reaches, storage_for
 from wootric_ingest.lake.tables import StreamTable, Table
-from wootric_ingest.streams import STREAMS
+from wootric_ingest.privacy import Policy
+from wootric_ingest.streams import STREAMS, Stream
 
 
 def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, str]:
@@ -40,6 +42,19 @@ def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, s
     }
 
 
+def pii_labels(policy: Policy, stream: Stream) -> tuple[dict[str, str], dict[str, str]]:
+    """What the personal data policy does to a stream's table, for its column comments (per column path) and
+    its Unity Catalog tags (per top-level column: a struct's tag lists what happens inside it). `_raw` holds the
+    whole record, so it carries every action of the policy, also those on fields it names no column for."""
+    labels = {path: action.value for path, action in policy.marks(stream.fields)}
+    if policy:
+        labels["_raw"] = ", ".join(policy.actions)
+    tops: dict[str, set[str]] = {}
+    for path, label in labels.items():
+        tops.setdefault(path.split(".")[0], set()).update(label.split(", "))
+    return labels, {column: ", ".join(sorted(found)) for column, found in tops.items()}
+
+
 class Lakehouse:
     def __init__(self, config: SourceConfig, spark: SparkSession | Future[SparkSession]):
         """`spark` may still be starting (see `lake.spark.start_spark`): what needs it waits for it, what the
@@ -47,6 +62,7 @@ class Lakehouse:
         self.config, self._spark = config, spark
         self.layout = Layout(config.catalog)
         self.properties = table_properties(config.delta_log_retention_days, config.catalog.change_data_feed)
+        self.policy = config.pii.policy
         self._tables: dict[str, StreamTable] = {}
         self._lock = threading.Lock()
 
@@ -80,6 +96,7 @@ class Lakehouse:
         """The stream's table (one object per stream, shared by the run's threads)."""
         with self._lock:
             if stream.name not in self._tables:
+                labels, tags = pii_labels(self.policy, stream.stream)
                 self._tables[stream.name] = StreamTable(
                     self.spark,
                     stream.stream,
@@ -87,6 +104,8 @@ class Lakehouse:
                     path=None if self.layout.managed else self.layout.table_path(stream),
                     name=self.layout.metastore_name(stream),
                     comment=self._comment(f"{stream.stream.description} Wootric stream {stream.name}, one row per id"),
+                    labels=labels,
+                    tags=tags if self.layout.managed and on_databricks() else None,
                 )
             return self._tables[stream.name]
 
@@ -136,7 +155,14 @@ class Lakehouse:
 
     def staging(self, run_id: str, stream: str, **batching: int) -> StagingArea:
         """The staging of one stream in one run (opening an existing one resumes it)."""
-        return StagingArea(self.files, self.layout.staging_folder(run_id, stream), STREAMS[stream], run_id, **batching)
+        return StagingArea(
+            self.files,
+            self.layout.staging_folder(run_id, stream),
+            STREAMS[stream],
+            run_id,
+            policy=self.policy,
+            **batching,
+        )
 
     def staged_runs(self, stream: str) -> set[str]:
         """The runs that left staging for `stream`."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 
 from pyspark.sql.types import (
@@ -55,3 +56,17 @@ def seed_schema(stream: Stream) -> StructType:
 def table_schema(stream: Stream) -> StructType:
     """A stream table's schema: the seed columns, then the metadata columns."""
     return spark_schema(stream.table_fields)
+
+
+def marked(schema: StructType, labels: Mapping[str, str], prefix: str = "") -> StructType:
+    """`schema` with the personal data policy's label appended to the comment of each column it names (dotted
+    paths, e.g. `{"end_user.email": "hashed"}` makes that comment end in ` (hashed)`)."""
+    fields = []
+    for f in schema.fields:
+        path = f"{prefix}{f.name}"
+        dtype = marked(f.dataType, labels, f"{path}.") if isinstance(f.dataType, StructType) else f.dataType
+        metadata = dict(f.metadata)
+        if path in labels:
+            metadata["comment"] = f"{metadata.get('comment', '')} ({labels[path]})".strip()
+        fields.append(StructField(f.name, dtype, f.nullable, metadata))
+    return StructType(fields)

@@ -63,9 +63,14 @@ def _recorded_jars() -> str | None:
     return ",".join(jars) if jars and all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
 
 
+def on_databricks() -> bool:
+    """Whether this process runs on the Databricks Runtime (where managed tables are Unity Catalog's)."""
+    return bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
 def _platform_session() -> SparkSession | None:
     """The session Databricks or spark-submit already made, if this process runs under one."""
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    if on_databricks():
         return SparkSession.builder.getOrCreate()
     active = SparkSession.getActiveSession()
     if active is not None:

@@ -36,6 +36,7 @@ from wootric_ingest.api.windows import merged
 from wootric_ingest.lake.rejects import STAGED_REJECTS_SCHEMA
 from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.lake.storage import Storage
+from wootric_ingest.privacy import Policy
 from wootric_ingest.shaping import fetch_time, shape
 from wootric_ingest.streams import PRIMARY_KEY, Stream
 
@@ -118,11 +119,14 @@ class StagingArea:
         *,
         batch_records: int = DEFAULT_BATCH_RECORDS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
+        policy: Policy | None = None,
     ):
-        """`folder` is the stream's staging folder inside its run's (`Layout.staging_folder`)."""
+        """`folder` is the stream's staging folder inside its run's (`Layout.staging_folder`); `policy` is the
+        personal data policy, applied to each record before anything of it is shaped or written."""
         if batch_records < 1 or batch_bytes < 1:
             raise ValueError("batch_records and batch_bytes must be positive")
         self.files, self.folder, self.stream, self.run_id = files, folder, stream, run_id
+        self.policy = policy if policy else None
         self.run_folder = folder.rsplit("/", 1)[0]
         self.batch_records, self.batch_bytes = batch_records, batch_bytes
         self.records = 0  # flushed by this attempt, rows and rejected alike
@@ -140,6 +144,8 @@ class StagingArea:
         every record of that range has now been handed over."""
         stamp = fetch_time(time.time() if fetched_at is None else fetched_at)
         for record in records:
+            if self.policy is not None:
+                record = self.policy.apply(record)
             shaped = shape(self.stream, record, stamp, self.run_id)
             if shaped.problem is None:
                 self._rows.append(shaped.values)

@@ -1,7 +1,8 @@
 """What the next run needs to know about a stream's table, derived from the table and its history only.
 
 The bookmark is the cursor our newest commit recorded, falling back to the newest cursor value the table
-holds (a table written by someone else, or whose commits the log cleanup dropped). The last full sync is
+holds (a table written by someone else, or whose commits the log cleanup dropped); the personal data policy
+is the fingerprint our newest commit recorded (none: the rows were written without one). The last full sync is
 the `until` of our newest commit tagged `sync: FULL`; every later commit carries it forward, so it is
 still known after the log cleanup drops that commit.
 """
@@ -31,6 +32,7 @@ class TableState:
     bookmark: str | None = None
     bookmark_from: str = ""
     last_full_sync: datetime | None = None
+    pii: str | None = None  # the personal data policy's fingerprint our newest commit recorded (None: no policy)
 
 
 def read_state(table: StreamTable) -> TableState:
@@ -45,7 +47,9 @@ def read_state(table: StreamTable) -> TableState:
         cursor = table.stream.cursor_field
         bookmark = table.max_value(cursor)
         source = f"the table's newest {cursor}" if bookmark else ""
-    return TableState(True, bookmark, source, last_full_sync(commits))
+    return TableState(
+        True, bookmark, source, last_full_sync(commits), commits[0].metadata.get("pii") if commits else None
+    )
 
 
 def last_full_sync(commits: list[CommitInfo]) -> datetime | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from delta.exceptions import (
@@ -37,7 +38,7 @@ from pyspark.sql.types import DataType, MapType, StructType, TimestampType
 from pyspark.storagelevel import StorageLevel
 
 from wootric_ingest.config import FullSyncWrite
-from wootric_ingest.lake.schemas import table_schema
+from wootric_ingest.lake.schemas import marked, table_schema
 from wootric_ingest.streams import PRIMARY_KEY, Stream
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class Table:
 
     `ensure()` creates it with the schema, column comments, table comment and properties when it is missing;
     otherwise it adds the columns a newer version of the job defines (top level, with their comments; existing
-    rows read them as null) and reconciles the properties with one ALTER, only when they differ.
+    rows read them as null), and reconciles the properties with one ALTER and the column comments with one per
+    column, only when they differ. `tags` (Unity Catalog only) are the `pii` tags of top-level columns: set when
+    the table is created or a comment changed (the personal data policy changed), and removed from the others.
     """
 
     def __init__(
@@ -139,11 +142,12 @@ class Table:
         path: str | None = None,
         name: str | None = None,
         comment: str = "",
+        tags: dict[str, str] | None = None,
     ):
         if path is None and name is None:
             raise ValueError("a table needs a path or a name")
         self.spark, self.schema, self.properties = spark, schema, properties
-        self.path, self.name, self.comment = path, name, comment
+        self.path, self.name, self.comment, self.tags = path, name, comment, tags
 
     def __str__(self) -> str:
         return self.path or self.name or ""
@@ -198,7 +202,11 @@ class Table:
                         "this job's table (rename or drop it, or change the name)"
                     )
         existing = {f.name: f for f in self.read().schema.fields}
-        clashing = [f for f in self.schema.fields if f.name in existing and existing[f.name].dataType != f.dataType]
+        clashing = [
+            f
+            for f in self.schema.fields
+            if f.name in existing and _type(existing[f.name].dataType) != _type(f.dataType)
+        ]
         if clashing:
             f = clashing[0]
             raise CatalogProblem(
@@ -211,12 +219,14 @@ class Table:
         with catalog_problems(self):
             if self.name:
                 self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.name.rsplit('.', 1)[0]}")
-            if not self.exists():
+            created = not self.exists()
+            if created:
                 with_retries(self._create, f"creating {self}")
             self.check()
             if self.name and self.path is not None and not self.spark.catalog.tableExists(unquoted(self.name)):
                 self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name} USING DELTA LOCATION {sql_string(self.path)}")
-        existing = {f.name: f for f in self.read().schema.fields}
+        current_schema = self.read().schema
+        existing = {f.name: f for f in current_schema.fields}
         missing = [f for f in self.schema.fields if f.name not in existing]
         if missing:
             columns = ", ".join(
@@ -239,6 +249,13 @@ class Table:
                 lambda: self.spark.sql(f"ALTER TABLE {self.sql} SET TBLPROPERTIES ({settings})"),
                 f"setting properties on {self}",
             )
+        comments = comment_statements(self.sql, current_schema, self.schema)
+        if comments:
+            log.info("%s: updating %d column comments", self, len(comments))
+        if comments or created:
+            tags = tag_statements(self.sql, self.tags, self.schema) if self.tags is not None else []
+            for statement in comments + tags:
+                with_retries(partial(self.spark.sql, statement), f"commenting and tagging the columns of {self}")
 
     def append(self, rows: DataFrame) -> None:
         """Add rows in one commit (an append never conflicts with another append)."""
@@ -332,6 +349,17 @@ class Table:
         )
         self.delta(session).vacuum()
 
+    def delete_matching(self, rows: DataFrame, keys: tuple[str, ...], metadata: dict, run_id: str) -> None:
+        """Delete the table's rows that `rows` match on `keys`, in one commit carrying `metadata`. A MERGE, so the
+        log records the join (`t.id = s.id`), never the values that chose the rows, as a DELETE's predicate would."""
+        session = self._committing(metadata, run_id)
+        condition = " AND ".join(f"t.{quote(k)} <=> s.{quote(k)}" for k in keys)
+        source = rows.select(*keys).distinct()
+        with_retries(
+            lambda: self.delta(session).alias("t").merge(source.alias("s"), condition).whenMatchedDelete().execute(),
+            f"erasing rows from {self}",
+        )
+
     def _committing(self, metadata: dict, run_id: str) -> SparkSession:
         """A session of the commit's own carrying its metadata and idempotency key."""
         session = self.spark.newSession()
@@ -353,8 +381,12 @@ class StreamTable(Table):
         path: str | None = None,
         name: str | None = None,
         comment: str = "",
+        labels: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
     ):
-        super().__init__(spark, table_schema(stream), properties, path=path, name=name, comment=comment)
+        """`labels`: the personal data policy's label per column path, appended to its comment."""
+        schema = marked(table_schema(stream), labels or {})
+        super().__init__(spark, schema, properties, path=path, name=name, comment=comment, tags=tags)
         self.stream = stream
 
     def full_sync(
@@ -519,6 +551,44 @@ class StreamTable(Table):
 def _live(rows: DataFrame) -> DataFrame:
     """Rows with `_deleted_at` (null, live) when they come without it: from the source, or an older table."""
     return rows if DELETED_AT in rows.columns else rows.withColumn(DELETED_AT, F.lit(None).cast(TimestampType()))
+
+
+PII_TAG = "pii"
+
+
+def _type(dtype: DataType) -> object:
+    """A column's type without its nested fields' comments, which the personal data policy changes."""
+    if isinstance(dtype, StructType):
+        return tuple((f.name, _type(f.dataType)) for f in dtype.fields)
+    return dtype
+
+
+def comment_statements(table: str, existing: StructType, wanted: StructType, prefix: str = "") -> list[str]:
+    """The ALTERs that give the columns `existing` shares with `wanted` (nested ones too) their wanted comment."""
+    have = {f.name: f for f in existing.fields}
+    statements = []
+    for f in wanted.fields:
+        old = have.get(f.name)
+        if old is None:
+            continue
+        path = f"{prefix}{quote(f.name)}"
+        comment = f.metadata.get("comment", "")
+        if old.metadata.get("comment", "") != comment:
+            statements.append(f"ALTER TABLE {table} ALTER COLUMN {path} COMMENT {sql_string(comment)}")
+        if isinstance(f.dataType, StructType) and isinstance(old.dataType, StructType):
+            statements += comment_statements(table, old.dataType, f.dataType, f"{path}.")
+    return statements
+
+
+def tag_statements(table: str, tags: dict[str, str], schema: StructType) -> list[str]:
+    """Unity Catalog's `pii` tag on each top-level column in `tags` (tags take no nested paths), and removed from
+    the other columns, which an earlier policy may have tagged (removing a tag a column lacks changes nothing)."""
+    return [
+        f"ALTER TABLE {table} ALTER COLUMN {quote(name)} SET TAGS ({sql_string(PII_TAG)} = {sql_string(tags[name])})"
+        if name in tags
+        else f"ALTER TABLE {table} ALTER COLUMN {quote(name)} UNSET TAGS ({sql_string(PII_TAG)})"
+        for name in schema.fieldNames()
+    ]
 
 
 def literal_row(spark: SparkSession, schema: StructType, values: dict) -> DataFrame:

@@ -33,6 +33,7 @@ class Plan:
     until: datetime
     bookmark: str | None = None
     last_full_sync: datetime | None = None
+    pii: str | None = None  # the personal data policy's fingerprint, recorded in the commit
 
     @property
     def stream(self) -> Stream:
@@ -50,6 +51,7 @@ class Plan:
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "last_full_sync": last_full.isoformat() if last_full else None,
+            "pii": self.pii,
         }
 
 
@@ -58,9 +60,12 @@ def plan_stream(
 ) -> Plan:
     """The plan for one stream, from its table's state as the table and its history tell it."""
     until = now.replace(microsecond=0)
+    pii = config.pii.fingerprint
 
     def full(reason: str) -> Plan:
-        return Plan(stream_config, SyncMode.FULL, reason, config.start_date, until, last_full_sync=state.last_full_sync)
+        return Plan(
+            stream_config, SyncMode.FULL, reason, config.start_date, until, last_full_sync=state.last_full_sync, pii=pii
+        )
 
     if stream_config.sync_type is SyncType.FULL_TABLE:
         return full("sync type is FULL_TABLE")
@@ -68,6 +73,11 @@ def plan_stream(
         return full("--full-sync was given")
     if not state.exists:
         return full("first run: the table does not exist yet")
+    if state.pii != pii:
+        return full(
+            f"the personal data policy changed (the table's last commit: {state.pii or 'no policy'}, the config: "
+            f"{pii or 'no policy'}): a full sync applies it to every row"
+        )
     due = _additional_full_sync_due(config, state, now)
     if due:
         return full(due)
@@ -79,13 +89,14 @@ def plan_stream(
             config.start_date,
             until,
             last_full_sync=state.last_full_sync,
+            pii=pii,
         )
     cursor = datetime.fromisoformat(state.bookmark.replace("Z", "+00:00"))
     since = max(config.start_date, cursor - timedelta(days=stream_config.lookback_days))
     reason = f"bookmark {state.bookmark} from {state.bookmark_from}" + (
         f" minus {stream_config.lookback_days} days look-back" if stream_config.lookback_days else ""
     )
-    return Plan(stream_config, SyncMode.INCREMENTAL, reason, since, until, state.bookmark, state.last_full_sync)
+    return Plan(stream_config, SyncMode.INCREMENTAL, reason, since, until, state.bookmark, state.last_full_sync, pii)
 
 
 def _additional_full_sync_due(config: SourceConfig, state: TableState, now: datetime) -> str | None:
