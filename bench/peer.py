@@ -86,12 +86,11 @@ def child_job(url: str, root: str) -> dict:
     """`job.run` of responses (a full sync), Spark's start included, as `wootric-ingest run` does it."""
     started = time.monotonic()
     from bench.landing import _config
-    from wootric_ingest.lake.spark import get_spark
+    from wootric_ingest.lake.spark import start_spark
     from wootric_ingest.run.job import run
     from wootric_ingest.run.planning import RunOptions
 
-    spark = get_spark(app_name="wootric-bench")
-    [result] = run(_config(url, f"{root}/job", None), spark, RunOptions(streams=("responses",)))
+    [result] = run(_config(url, f"{root}/job", None), start_spark("wootric-bench"), RunOptions(streams=("responses",)))
     assert result.status == "ok", result.error
     return {"wall_s": time.monotonic() - started, "records": result.records_fetched}
 

@@ -103,10 +103,19 @@ class RunHistory:
         for more in frames[1:]:
             frame = frame.unionByName(more)
         with self._lock:
-            if not self._ready:
-                self.table.ensure()
-                self._ready = True
+            self._ensure()
             with_retries(lambda: self.table.append(frame), f"recording {len(rows)} rows in {self.table}")
+
+    def prepare(self) -> None:
+        """Create or reconcile the runs table now (a run does it while its first stream is fetched, so the first
+        row it records waits for no table creation)."""
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.table.ensure()
+            self._ready = True
 
     def record(self, row: RunRow, *, replace: bool) -> None:
         """Add one stream's row. A run whose id was made for it cannot have rows yet, so its rows are appended
@@ -114,9 +123,7 @@ class RunHistory:
         replaces the one an earlier attempt recorded for the same run and stream."""
         frame = literal_row(self.table.spark, RUNS_SCHEMA, _values(row))
         with self._lock:
-            if not self._ready:
-                self.table.ensure()
-                self._ready = True
+            self._ensure()
 
             def attempt() -> None:
                 if not replace:

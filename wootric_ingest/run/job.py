@@ -92,9 +92,10 @@ def run(
         locks = lakehouse.locks(selected, run_id)
         with (
             locks,
-            ThreadPoolExecutor(max_workers=max(len(selected), 1), thread_name_prefix="wootric-landing") as lander,
+            ThreadPoolExecutor(max_workers=len(selected) + 1, thread_name_prefix="wootric-landing") as lander,
         ):
             early = {s.name: plan for s in selected if (plan := _plan_before_spark(lakehouse, s, options, now))}
+            lander.submit(lambda: lakehouse.runs.prepare())  # once Spark is there, beside the fetches
             landed: dict[str, Future[StreamResult]] = {}
             for stream_config in sorted(selected, key=lambda s: s.name not in early):
                 locks.check()
