@@ -62,12 +62,14 @@ chaos: setup
 
 ## make bench [BENCH_ARGS=--quick]: our own cost of a run (driver memory, landing throughput, no-op run,
 ## MERGE vs rewrite, Spark start) for 10k, 100k and 1M responses, each beside its baseline; --quick: 1k and 10k;
-## then a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone)
+## then a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone), then the NPS
+## gold refresh after an incremental run changing 1% of 1M responses against a full recompute
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(BIN)/python bench/landing.py $(BENCH_ARGS)
 	$(BIN)/python bench/full_sync.py
+	$(BIN)/python bench/nps.py
 
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ import yaml
 from sandbox import Sandbox, SandboxOptions
 from sandbox.data import ACCOUNT_ZONE
 from wootric_ingest.cli import main
+from wootric_ingest.cli.dashboard import dashboard
 from wootric_ingest.cli.nps_report import BAR_WIDTH
 from wootric_ingest.config import load_config
 from wootric_ingest.lake import gold
@@ -24,6 +25,7 @@ from wootric_ingest.lake import gold
 from conftest import config_dict, lakehouse
 
 DAY = 86_400
+FIGURES = ("responses", "promoters", "passives", "detractors", "nps")
 
 
 def write_config(tmp_path: Path, sandbox: Sandbox, **nps) -> Path:
@@ -69,9 +71,7 @@ def test_run_then_nps_then_reconcile_equal_then_different(tmp_path, spark, capsy
         summary = sb.dataset.nps_summary(*month_bounds(last_data_month))
         cells = rows[-1].split()
         assert cells[0] == last_data_month.strftime("%Y-%m")
-        assert [int(c) for c in cells[1:6]] == [
-            summary[k] for k in ("responses", "promoters", "passives", "detractors", "nps")
-        ]
+        assert [int(c) for c in cells[1:6]] == [summary[k] for k in FIGURES]
         blocks = round(abs(summary["nps"]) * BAR_WIDTH / 100)
         assert rows[-1].endswith("|" + "█" * blocks if summary["nps"] >= 0 else "█" * blocks + "|")
 
@@ -83,6 +83,23 @@ def test_run_then_nps_then_reconcile_equal_then_different(tmp_path, spark, capsy
         assert {line.split()[1] for line in segment[2:]} <= {"Lite", "Small", "Pro", "Enterprise"}
         assert main(["nps", "--config", str(config), "--segment", "pricing_plan", "--by", "day"]) == 2
         assert "use --by month with --segment" in capsys.readouterr().err
+
+        # Every dataset of the dashboard runs here, on these tables, and has the columns its widgets show.
+        document = dashboard(load_config(config))
+        results = {d["name"]: spark.sql("".join(d["queryLines"])) for d in document["datasets"]}
+        for page in document["pages"]:
+            for item in page["layout"]:
+                for query in item["widget"]["queries"]:
+                    shown = results[query["query"]["datasetName"]].columns
+                    assert {f["name"] for f in query["query"]["fields"]} <= set(shown)
+        found = {name: frame.collect() for name, frame in results.items()}
+        monthly = {
+            r["month"]: (r["responses"], r["promoters"], r["passives"], r["detractors"], r["nps"])
+            for r in found["nps_by_month"]
+        }
+        assert monthly[last_data_month.replace(day=1)] == tuple(summary[k] for k in FIGURES)
+        assert found["nps_by_segment"] and found["detractor_tags"]
+        assert {r["stream"] for r in found["last_runs"]} == {"responses", "declines", "nps"}
 
         assert main(["reconcile", "--config", str(config), "--months", "12"]) == 0
         out = capsys.readouterr().out.splitlines()

@@ -63,25 +63,31 @@ def test_a_score_outside_0_10_has_no_class(score):
         nps.category(score)
 
 
+def values(spark, rows: list[tuple], columns: str):
+    """Rows of SQL literals, made in the JVM (no Python worker to start)."""
+
+    def literal(value) -> str:
+        return "NULL" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    text = ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in rows)
+    return spark.sql(f"SELECT * FROM VALUES {text} AS t({columns})")
+
+
 def test_the_spark_sql_form_gives_the_same_answers(spark):
-    counts = spark.createDataFrame([c for c, _, _ in NPS_CASES], "p long, d long, n long")
+    counts = values(spark, [c for c, _, _ in NPS_CASES], "p, d, n")
     found = counts.selectExpr(
         "p", "d", "n", f"{nps.nps_sql('p', 'd', 'n')} AS nps", f"{nps.nps_exact_sql('p', 'd', 'n')} AS exact"
     ).collect()
     assert {(r.p, r.d, r.n): (r.nps, r.exact) for r in found} == {
         c: (e, None if x is None else Decimal(x)) for c, e, x in NPS_CASES
     }
-    scores = spark.createDataFrame(
-        [(s, e, d) for s, e, d, _ in COUNTED_CASES], "score int, excluded boolean, deleted boolean"
+    scores = values(spark, [(s, e, d) for s, e, d, _ in COUNTED_CASES], "score, excluded, deleted").selectExpr(
+        "CAST(score AS INT) AS score", "CAST(excluded AS BOOLEAN) AS excluded", "deleted"
     )
-    counted = scores.selectExpr(
-        "score",
-        "excluded",
-        "deleted",
-        f"{nps.counted_sql('score', 'excluded', 'CASE WHEN deleted THEN current_timestamp() END')} AS counted",
-    ).collect()
+    deleted_at = "CASE WHEN deleted THEN current_timestamp() END"
+    counted = scores.selectExpr("*", f"{nps.counted_sql('score', 'excluded', deleted_at)} AS counted").collect()
     assert [(r.score, r.excluded, r.deleted, r.counted) for r in counted] == COUNTED_CASES
-    classes = spark.createDataFrame([(s,) for s, _ in CATEGORY_CASES], "score int")
+    classes = values(spark, [(s,) for s, _ in CATEGORY_CASES], "score")
     assert [tuple(r) for r in classes.selectExpr("score", nps.category_sql("score")).collect()] == CATEGORY_CASES
 
 

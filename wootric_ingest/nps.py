@@ -78,7 +78,8 @@ def nps_exact_sql(promoters: str, detractors: str, responses: str) -> str:
 
 def counted_sql(score: str, excluded: str, deleted_at: str) -> str:
     """Whether a response counts, as a Spark SQL condition over its score, exclusion flag and deletion mark."""
-    return f"({deleted_at} IS NULL AND NOT coalesce({excluded}, false) AND {score} BETWEEN {MIN_SCORE} AND {MAX_SCORE})"
+    in_range = f"coalesce({score} BETWEEN {MIN_SCORE} AND {MAX_SCORE}, false)"
+    return f"({deleted_at} IS NULL AND NOT coalesce({excluded}, false) AND {in_range})"
 
 
 def category_sql(score: str) -> str:

@@ -350,7 +350,9 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     }
     writer = rows.writeTo(table.sql).option("userMetadata", encode(metadata))
     with_retries(lambda: writer.overwrite(condition), f"refreshing {table}")
-    written = int(table.commits(limit=1)[0].metrics.get("numOutputRows", 0))
+    latest = table.commits(limit=1)
+    ours = latest and latest[0].metadata.get("run_id") == run_id
+    written = int(latest[0].metrics.get("numOutputRows", 0)) if ours else 0  # Delta skips an empty write of nothing
     log.info("%s: %s refresh (%s), %d rows written", spec.name, mode, reason, written)
     return _Refreshed(
         mode,
