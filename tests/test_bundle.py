@@ -90,9 +90,8 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     assert "warehouse_id" in definition["variables"]
     (dashboard_file,) = (out / "resources").glob("*.dashboard.yml")
     (board,) = yaml.safe_load(dashboard_file.read_text())["resources"]["dashboards"].values()
-    board = Dashboard.from_dict(board)  # Databricks' own bundle model
-    assert board.warehouse_id == "${var.warehouse_id}"
-    document = json.loads((dashboard_file.parent / board.file_path).read_text())
+    assert board["warehouse_id"] == "${var.warehouse_id}"
+    document = json.loads((dashboard_file.parent / Dashboard.from_dict(board).file_path).read_text())
     datasets = {d["name"] for d in document["datasets"]}
     widgets = [item["widget"] for page in document["pages"] for item in page["layout"]]
     assert {q["query"]["datasetName"] for w in widgets for q in w["queries"]} == datasets

@@ -21,6 +21,7 @@ from conftest import lakehouse
 TZ = "America/Los_Angeles"
 NOW = datetime.fromtimestamp(DEFAULT_END, timezone.utc) + timedelta(days=1)
 RECENT = DEFAULT_END - 3 * 86400  # inside the responses' 30-day look-back
+EDIT = DEFAULT_END - 60  # after every generated record's updated_at, so an edit is always the newer version
 STREAMS = {
     "responses": {"layer": "raw", "folder": "wootric", "table": "responses"},
     "declines": {"layer": "raw", "folder": "wootric", "table": "declines", "deletes": "soft"},
@@ -108,32 +109,29 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
         assert refreshes[0]["reason"].startswith("recomputed from scratch")
         assert lake_daily(house) == truth_daily(sb)
 
-        responses = sorted(sb.dataset.ids("responses"))
-        recent = sb.dataset.add("responses", n=3, at=RECENT)
-        sb.dataset.update("responses", ids=recent[:1], fields={"excluded_from_calculations": True}, at=RECENT + 60)
-        sb.dataset.update("responses", ids=recent[1:2], fields={"score": 0}, at=RECENT + 60)
+        responses = sorted(sb.dataset.ids("responses"))  # by creation: the last ones are recent
+        added = sb.dataset.add("responses", n=3, at=RECENT)
+        sb.dataset.update("responses", ids=added[:1], fields={"excluded_from_calculations": True}, at=EDIT)
+        sb.dataset.update("responses", ids=added[1:2], fields={"score": 0}, at=EDIT)  # a promoter no more, maybe
+        sb.dataset.update("responses", ids=responses[-2:], at=EDIT)  # tags edited
+        sb.dataset.add("responses", n=2, at=RECENT - 10 * 86400)  # late arrivals, inside the look-back
         sb.dataset.add("declines", n=2, at=RECENT)
-        synced(1)  # incremental: new, excluded and re-scored responses, new declines
+        synced(1)  # incremental: only the dates and months these touched
         assert refreshes[1]["mode"] == "INCREMENTAL" and "local date(s)" in refreshes[1]["reason"]
         assert lake_daily(house) == truth_daily(sb)
 
-        sb.dataset.add("responses", n=2, at=RECENT - 10 * 86400)  # late arrivals, inside the look-back
-        sb.dataset.update("responses", ids=recent[1:3], at=RECENT + 120)  # tags edited
-        synced(2)
-        assert refreshes[2]["mode"] == "INCREMENTAL"
-
-        synced(3)  # nothing new: no gold commit
-        assert refreshes[3]["reason"] == "no source commit since the last refresh"
+        synced(2)  # nothing new: no gold commit
+        assert refreshes[2]["reason"] == "no source commit since the last refresh"
 
         sb.dataset.delete("responses", ids=responses[:4])
         sb.dataset.delete("declines", n=3)
         sb.dataset.garble("responses", ids=responses[4:5], field="score", text="ten")
         sb.dataset.garble("responses", ids=responses[5:6], field="score", text="11")
         sb.dataset.garble("responses", ids=responses[6:7], field="score", text=None)
-        sb.dataset.update("responses", ids=responses[4:7], fields={"excluded_from_calculations": False}, at=RECENT)
-        synced(4, full_sync=True)  # removed and soft-deleted rows, bad scores: all recomputed
-        assert refreshes[4]["reason"] == "recomputed from scratch: a full sync of responses"
-        assert {k: refreshes[4].get(k) for k in (nps.SCORE_NOT_A_NUMBER, nps.SCORE_OUT_OF_RANGE, nps.NO_SCORE)} == {
+        sb.dataset.update("responses", ids=responses[4:7], fields={"excluded_from_calculations": False}, at=EDIT)
+        synced(3, full_sync=True)  # removed and soft-deleted rows, bad scores: all recomputed
+        assert refreshes[3]["reason"] == "recomputed from scratch: a full sync of responses"
+        assert {k: refreshes[3].get(k) for k in (nps.SCORE_NOT_A_NUMBER, nps.SCORE_OUT_OF_RANGE, nps.NO_SCORE)} == {
             nps.SCORE_NOT_A_NUMBER: 1,
             nps.SCORE_OUT_OF_RANGE: 1,
             nps.NO_SCORE: 1,
@@ -141,7 +139,7 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
         assert lake_daily(house) == truth_daily(sb)
 
         newest = sorted(sb.dataset.ids("responses"))[-3:]
-        sb.dataset.update("responses", ids=newest, fields={"score": 10}, at=RECENT + 600)
-        synced(5)  # incremental after a full sync
-        assert refreshes[5]["mode"] == "INCREMENTAL"
+        sb.dataset.update("responses", ids=newest, fields={"score": 10}, at=EDIT + 60)
+        synced(4)  # incremental after a full sync
+        assert refreshes[4]["mode"] == "INCREMENTAL"
         assert lake_daily(house) == truth_daily(sb)
