@@ -329,7 +329,12 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     assert responses is not None  # validation requires the responses stream
     dates: set[date] = set()
     if why_full is None:
-        dates = sources.touched(since, spec.sources)
+        try:
+            dates = sources.touched(since, spec.sources)
+        except Exception as e:  # a feed vacuumed past, or switched off for a while: Delta's error, whatever its class
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            why_full = f"the change feed since {since} cannot be read ({first_line})"
+    if why_full is None:
         scope = sorted(dates) if spec.scope == "date" else sorted({d.replace(day=1) for d in dates})
         reason = f"{len(dates)} local date(s) touched by the commits after versions {since}"
         responses = _within(responses, spec.scope, scope)
