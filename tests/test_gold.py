@@ -143,3 +143,46 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
         synced(4)  # incremental after a full sync
         assert refreshes[4]["mode"] == "INCREMENTAL"
         assert lake_daily(house) == truth_daily(sb)
+
+
+def test_bad_responses_are_left_out_and_counted_per_reason(spark):
+    """Scores missing, not whole numbers, outside 0-10, no created_at, properties that are not a JSON object:
+    each left out (the last only of the segments) and counted under its reason; an excluded one only as excluded."""
+    rows = [  # id, score, _raw score, excluded, created_at, properties, tags
+        ("1", "9", "9", "false", "'2026-05-01T12:00:00Z'", """'{"plan":"Pro","seats":3}'""", """'["UX"]'"""),
+        ("2", "NULL", "null", "false", "'2026-05-01T12:00:00Z'", "NULL", "NULL"),
+        ("3", "NULL", '"ten"', "false", "'2026-05-01T12:00:00Z'", "NULL", "NULL"),
+        ("4", "11", "11", "false", "'2026-05-01T12:00:00Z'", "NULL", "NULL"),
+        ("5", "3", "3", "false", "NULL", "NULL", "NULL"),
+        ("6", "2", "2", "false", "'2026-05-02T03:00:00Z'", "'not json'", """'["UX","UX","PRICING"]'"""),
+        ("7", "NULL", "null", "true", "'2026-05-02T03:00:00Z'", """'{"plan":"Lite"}'""", "NULL"),
+    ]
+    values = ", ".join(
+        f"('{i}', CAST({s} AS INT), '{{\"score\":{raw}}}', {x}, {c}, {p}, {t})" for i, s, raw, x, c, p, t in rows
+    )
+    responses = spark.sql(
+        f"SELECT id, score, _raw, excluded_from_calculations, created_at, tags, "
+        f"named_struct('properties', properties) AS end_user, CAST(NULL AS TIMESTAMP) AS _deleted_at "
+        f"FROM VALUES {values} AS t(id, score, _raw, excluded_from_calculations, created_at, properties, tags)"
+    )
+    # the test session's zone is UTC: these dates are UTC dates
+    assert gold.left_out(responses) == {
+        nps.NO_SCORE: 1,
+        nps.SCORE_NOT_A_NUMBER: 1,
+        nps.SCORE_OUT_OF_RANGE: 1,
+        nps.NO_CREATED_AT: 1,
+        nps.UNPARSEABLE_PROPERTIES: 1,
+    }
+    daily = {r["date"].isoformat(): r.asDict() for r in gold.daily(responses, None).collect()}
+    assert {
+        d: (r["responses"], r["promoters"], r["detractors"], r["excluded"], r["nps"]) for d, r in daily.items()
+    } == {
+        "2026-05-01": (1, 1, 0, 0, 100),
+        "2026-05-02": (1, 0, 1, 1, -100),
+    }
+    segments = {
+        (r["segment"], r["value"]): (r["responses"], r["excluded"]) for r in gold.by_segment(responses).collect()
+    }
+    assert segments == {("plan", "Pro"): (1, 0), ("seats", "3"): (1, 0), ("plan", "Lite"): (0, 1)}
+    tags = {r["tag"]: (r["responses"], r["detractors"]) for r in gold.by_tag(responses).collect()}
+    assert tags == {"UX": (2, 1), "PRICING": (1, 1)}
