@@ -67,7 +67,8 @@ chaos: setup
 ## then the job beside a plain requests + delta-rs loader and delta-rs writing the same staged rows (10k, 100k, 1M);
 ## a full sync written as a MERGE against a rewrite on 1M responses (1% changed, 0.1% gone); a batch read of 100k
 ## responses through the `wootric` Spark data source against the job's extraction of the same; staging throughput
-## on 1M responses with and without a personal data policy
+## on 1M responses with and without a personal data policy; the NPS gold refresh after an incremental run changing
+## 1% of 1M responses against a full recompute
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
@@ -76,6 +77,7 @@ bench: setup
 	$(BIN)/python bench/full_sync.py
 	$(BIN)/python bench/datasource.py
 	$(BIN)/python bench/pii.py
+	$(BIN)/python bench/nps.py
 
 clean:
 	rm -rf lakehouse build dist *.egg-info .pytest_cache

@@ -1,8 +1,8 @@
 """`make run`: the whole job against the sandbox Wootric API, no account needed.
 
 Starts the sandbox on a free loopback port, points the config's `${WOOTRIC_*}` variables at it (and, unless set,
-gives the personal data policy a demo salt), runs the same `main()` as every other entry point, and stops the
-sandbox.
+gives the personal data policy a demo salt), runs the same `main()` as every other entry point, prints the last
+months' NPS from the gold tables (when the config has an `nps` section), and stops the sandbox.
 """
 
 import argparse
@@ -11,6 +11,7 @@ import sys
 
 from sandbox import Sandbox, SandboxOptions
 from wootric_ingest.cli import main
+from wootric_ingest.config import load_config
 
 
 def run_with_sandbox(argv: list[str]) -> int:
@@ -30,7 +31,11 @@ def run_with_sandbox(argv: list[str]) -> int:
             WOOTRIC_PASSWORD=sandbox.credentials.password,
         )
         os.environ.setdefault("WOOTRIC_PII_SALT", "sandbox-demo-salt-not-a-secret")
-        return main(["run", "--config", args.config])
+        status = main(["run", "--config", args.config])
+        if status == 0 and load_config(args.config).nps is not None:
+            print()
+            status = main(["nps", "--config", args.config, "--last", "6"])
+        return status
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 STREAMS = ("end_users", "responses", "declines")
+ACCOUNT_ZONE = "America/Los_Angeles"  # the account's time zone setting: NPS days are cut there
 SORT_KEYS = {
     "end_users": ("email", "created_at", "updated_at"),
     "responses": ("created_at",),
@@ -42,7 +43,7 @@ CURSOR_FIELDS = {"end_users": "updated_at", "responses": "created_at", "declines
 UNREADABLE_TIME = "yesterday-ish"
 OPERATORS = ("eq", "lt", "lte", "gt", "gte")
 TIMESTAMP_FORMS = ("ruby", "mixed")
-PACIFIC = ZoneInfo("America/Los_Angeles")
+PACIFIC = ZoneInfo(ACCOUNT_ZONE)
 DEFAULT_START = calendar.timegm((2024, 6, 1, 0, 0, 0))
 DEFAULT_END = calendar.timegm((2026, 6, 1, 0, 0, 0))
 
@@ -108,6 +109,14 @@ ORIGIN_URLS = (
     "https://app.example.com/dashboard",
     "https://app.example.com/settings/billing",
     "https://www.example.com/pricing?ref=nps&utm_source=in-app",
+)
+#: The account's segments (the end-user properties it declared): name, data type, when declared (days after start).
+SEGMENTS = (
+    ("pricing_plan", "string", 0),
+    ("purchase_date", "date", 0),
+    ("revenue amount", "string", 3),
+    ("seat count", "integer", 30),
+    ("city", "string", 45),
 )
 TAGS = ("PERFORMANCE", "PRICING", "SUPPORT", "UX", "BUGS", "ONBOARDING", "FEATURE REQUEST")
 # NPS-shaped: many promoters, a tail of detractors.
@@ -247,6 +256,43 @@ class Dataset:
                 ]
             return self._render(stream, rows[(page - 1) * per_page : page * per_page])
 
+    def segments(self) -> list[dict]:
+        """`GET /v1/segments`: the account's segments, rendered as the API renders timestamps."""
+        render = self._timestamp
+        return [
+            {"name": name, "data_type": kind, "created_at": render(self.start + days * _DAY, "segments", 0, name)}
+            for name, kind, days in SEGMENTS
+        ]
+
+    def nps_summary(self, first: date, last: date) -> dict:
+        """`GET /v1/nps_summary` for the local dates `first`..`last` (inclusive, in the account's zone): responses
+        not excluded from calculations, by score class; NPS rounded half away from zero (the doc's 46/5/75 is 55).
+        The response rate is responses over responses and declines, in percent (our reading); no email surveys."""
+        zone = ZoneInfo(ACCOUNT_ZONE)
+
+        def within(row: dict) -> bool:
+            return first <= datetime.fromtimestamp(row["created_at"], zone).date() <= last
+
+        with self._lock:
+            answered = [r for r in self._rows["responses"].values() if within(r)]
+            declined = sum(1 for r in self._rows["declines"].values() if within(r))
+        scores = [r["score"] for r in answered if not r["excluded_from_calculations"]]
+        promoters = sum(1 for s in scores if s >= 9)
+        detractors = sum(1 for s in scores if s <= 6)
+        total = len(scores)
+        swing = 100 * (promoters - detractors)
+        nps = 0 if not total else (1 if swing >= 0 else -1) * ((2 * abs(swing) + total) // (2 * total))
+        surveyed = len(answered) + declined
+        return {
+            "nps": nps,
+            "responses": total,
+            "detractors": detractors,
+            "passives": total - promoters - detractors,
+            "promoters": promoters,
+            "response_rate": round(100 * len(answered) / surveyed) if surveyed else 0,
+            "email_response_rate": 0,
+        }
+
     # --------------------------------------------------------------- mutations
 
     def add(self, stream: str, n: int = 10, at: int | None = None) -> list[int]:
@@ -273,15 +319,25 @@ class Dataset:
             self._changed(stream)
             return ids
 
-    def update(self, stream: str, ids: Iterable[int] | None = None, n: int = 5, at: int | None = None) -> list[int]:
-        """Edit records (given `ids`, else `n` random ones) and move their `updated_at` to `at`."""
+    def update(
+        self,
+        stream: str,
+        ids: Iterable[int] | None = None,
+        n: int = 5,
+        at: int | None = None,
+        fields: dict | None = None,
+    ) -> list[int]:
+        """Edit records (given `ids`, else `n` random ones) and move their `updated_at` to `at`: set `fields`
+        (e.g. a response's score or `excluded_from_calculations`) when given, else the stream's usual edit."""
         at = int(time.time()) if at is None else int(at)
         with self._lock:
             rng = self._mutation_rng
             rows = self._pick(stream, ids, n)
             for row in rows:
                 row["updated_at"] = max(row["created_at"], at)
-                if stream == "end_users":
+                if fields:
+                    row.update(fields)
+                elif stream == "end_users":
                     plan = row["properties"].get("pricing_plan")
                     # A new dict, never an in-place edit: responses keep the properties they were given.
                     row["properties"] = {

@@ -9,6 +9,7 @@ limit without announcing it.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import logging
@@ -16,12 +17,14 @@ import re
 import socket
 import struct
 import threading
+from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 from .auth import TokenStore
-from .data import FILTER_FIELDS, OPERATORS, SORT_KEYS, STREAMS, Dataset
+from .data import ACCOUNT_ZONE, FILTER_FIELDS, OPERATORS, SORT_KEYS, STREAMS, Dataset
 from .faults import Faults, RateLimiter
 from .options import Credentials, SandboxOptions
 from .stats import Stats
@@ -121,6 +124,25 @@ def _list_query(stream: str, params: dict[str, str], options: SandboxOptions) ->
         "page": int(page),
         "per_page": min(int(per_page), MAX_PER_PAGE),
     }
+
+
+def _summary_dates(params: dict[str, str]) -> tuple[date, date]:
+    """`date[start]` and `date[end]` (YYYY-MM-DD, inclusive, in the account's zone); without them the last month
+    up to today (the doc's default, read as a calendar month back from today)."""
+    today = datetime.now(ZoneInfo(ACCOUNT_ZONE)).date()
+    dates = []
+    for field, default in (("date[start]", _month_before(today)), ("date[end]", today)):
+        text = params.get(field)
+        try:
+            dates.append(default if text is None else date.fromisoformat(text))
+        except ValueError:
+            raise _BadRequest(field) from None
+    return dates[0], dates[1]
+
+
+def _month_before(day: date) -> date:
+    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -234,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
         stream = path[len(prefix) :] if path.startswith(prefix) else None
         if method == "GET" and stream in STREAMS:
             return self._serve_list(stream)
+        if method == "GET" and stream in ("segments", "nps_summary"):
+            return self._serve_object(stream)
         self.sandbox.stats.add("requests")
         self.sandbox.stats.tally("by_endpoint", "other")
         self._send_json(404, NOT_FOUND)
@@ -364,6 +388,29 @@ class _Handler(BaseHTTPRequestHandler):
             sandbox.stats.add("pages_served")
             sandbox.stats.add("records_served", len(records))
 
+    def _serve_object(self, endpoint: str) -> None:
+        """`/v1/segments` (a bare array, no paging) and `/v1/nps_summary` (one object), behind the same rate
+        limit, faults and token check as the lists."""
+        sandbox, params = self.sandbox, self._params
+        sandbox.stats.add("requests")
+        sandbox.stats.tally("by_endpoint", endpoint)
+        allowed, self._rate_headers = sandbox._limiter.hit()
+        if not allowed:
+            return self._send(429)
+        if self._scripted_fault(sandbox.faults.take(path=self._route_path, stream=endpoint, page=None)):
+            return
+        auth = self.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else params.get("access_token")
+        if not sandbox._tokens.valid(token):
+            return self._send_json(401, INVALID_TOKEN, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if endpoint == "segments":
+            return self._send_json(200, sandbox.dataset.segments())
+        try:
+            first, last = _summary_dates(params)
+        except _BadRequest as bad:
+            return self._send_json(400, bad.body)
+        self._send_json(200, sandbox.dataset.nps_summary(first, last))
+
     def _serve_admin(self, method: str, path: str, body: bytes) -> None:
         """Ground truth, stats, mutations and faults for out-of-process users; never rate limited."""
         sandbox = self.sandbox
@@ -411,7 +458,7 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "add":
             return dataset.add(stream, n=int(spec.get("n", 10)), at=at)
         if action == "update":
-            return dataset.update(stream, ids=ids, n=int(spec.get("n", 5)), at=at)
+            return dataset.update(stream, ids=ids, n=int(spec.get("n", 5)), at=at, fields=spec.get("fields"))
         if action == "delete":
             return dataset.delete(stream, ids=ids, n=int(spec.get("n", 3)))
         if action == "garble":

@@ -8,12 +8,14 @@ cron in its time zone; and the configs that cannot work on a job cluster refused
 from __future__ import annotations
 
 import configparser
+import json
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from databricks.bundles.dashboards import Dashboard
 from databricks.bundles.jobs import Job, PauseStatus
 
 from tests.conftest import config_dict
@@ -55,7 +57,7 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     assert definition["targets"]["prod"]["mode"] == "production"
     assert definition["variables"]["spark_version"]["default"].startswith("17.")
 
-    (job_file,) = (out / "resources").glob("*.yml")
+    (job_file,) = (out / "resources").glob("*.job.yml")
     (resource,) = yaml.safe_load(job_file.read_text())["resources"]["jobs"].values()
     job = Job.from_dict(resource)  # Databricks' own bundle model: an unknown or misplaced key is refused
     assert (job.schedule.quartz_cron_expression, job.schedule.timezone_id, job.schedule.pause_status) == (
@@ -83,6 +85,20 @@ def test_the_shipped_databricks_config_renders_a_wheel_task_on_its_trigger(tmp_p
     # The runtime brings Spark and Delta; a wheel requiring them would replace the runtime's pyspark.
     installed = [r for r in requires if "extra ==" not in r]
     assert installed and not [r for r in installed if r.startswith(("pyspark", "delta-spark"))], installed
+
+    # With the nps section, the AI/BI dashboard over the gold tables, on the warehouse given at deploy time.
+    assert "warehouse_id" in definition["variables"]
+    (dashboard_file,) = (out / "resources").glob("*.dashboard.yml")
+    (board,) = yaml.safe_load(dashboard_file.read_text())["resources"]["dashboards"].values()
+    assert board["warehouse_id"] == "${var.warehouse_id}"
+    document = json.loads((dashboard_file.parent / Dashboard.from_dict(board).file_path).read_text())
+    datasets = {d["name"] for d in document["datasets"]}
+    widgets = [item["widget"] for page in document["pages"] for item in page["layout"]]
+    assert {q["query"]["datasetName"] for w in widgets for q in w["queries"]} == datasets
+    assert {w["spec"]["frame"]["title"] for w in widgets} >= {"NPS by month", "Responses per month", "The last runs"}
+    assert all(
+        "`main`.`gold`.`wootric_nps_" in " ".join(d["queryLines"]) for d in document["datasets"] if "nps" in d["name"]
+    )
 
     # Rendering reads no secret, so no secret reference is mistaken for a secret and masked in later messages.
     assert redaction.redact("{{secrets/wootric/password}}") == "{{secrets/wootric/password}}"

@@ -117,7 +117,7 @@ def test_a_misspelt_key_is_named_with_a_suggestion_and_the_allowed_keys():
     ]
     data = config_dict()
     data["stream"] = data.pop("streams")
-    assert "stream: unknown key (did you mean 'streams'?); allowed: catalog, source, streams" in problems(data)
+    assert "stream: unknown key (did you mean 'streams'?); allowed: catalog, nps, source, streams" in problems(data)
 
 
 def test_a_sync_type_other_than_incremental_or_full_table_is_refused():

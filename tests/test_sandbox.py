@@ -720,7 +720,7 @@ def test_eu_and_au_serve_under_api_v1(region):
 def test_us_has_no_api_v1_and_unknown_paths_are_404(sb, tok):
     headers = {"Authorization": f"Bearer {tok}"}
     assert requests.get(f"{sb.base_url}/api/v1/responses", headers=headers).status_code == 404
-    assert requests.get(f"{sb.api_url}/nps_summary", headers=headers).status_code == 404
+    assert requests.get(f"{sb.api_url}/end_users/1/responses", headers=headers).status_code == 404
 
 
 def test_admin_endpoints_need_no_token_and_skip_the_rate_limit():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -35,6 +36,7 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET = re.compile(r"\{\{\s*secrets/([^/\s}]+)/([^/\s}]+)\s*\}\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNSAFE_IN_PATH = re.compile(r"[\'\"`;\x00-\x1f]")
+GOLD_TABLES = ("nps_daily", "nps_by_segment", "nps_by_tag")
 CRON_HINT = "a five-field cron expression (minute hour day-of-month month day-of-week), e.g. '0 6 * * *'"
 
 SecretReader = Callable[[str, str], str]
@@ -183,6 +185,16 @@ class PiiConfig:
 
 
 @dataclass(frozen=True)
+class NpsConfig:
+    """Where the NPS gold tables land (`{layer}/{folder}/{prefix}nps_daily`, ...) and the account's time zone,
+    in which a response's local date, week and month are cut (Wootric's own NPS figures are)."""
+
+    layer: str
+    folder: str = ""
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     description: str
     api: ApiConfig
@@ -193,13 +205,17 @@ class SourceConfig:
     streams: tuple[StreamConfig, ...]
     additional_full_sync: Schedule | None = None
     pii: PiiConfig = PiiConfig()
+    nps: NpsConfig | None = None
 
     def stream(self, name: str) -> StreamConfig:
         return next(s for s in self.streams if s.name == name)
 
+    def has_stream(self, name: str) -> bool:
+        return any(s.name == name for s in self.streams)
+
 
 _KEYS: dict[str, set[str]] = {
-    "": {"source", "catalog", "streams"},
+    "": {"source", "catalog", "streams", "nps"},
     "source": {
         "description",
         "api",
@@ -231,6 +247,7 @@ _KEYS: dict[str, set[str]] = {
         "full_sync_write",
     },
     "stream": {"layer", "folder", "table", "sync_type", "lookback_days", "deletes"},
+    "nps": {"layer", "folder", "timezone"},
 }
 _SECRET_KEYS = {"password", "client_secret"}
 
@@ -488,6 +505,7 @@ def parse_config(
         ),
     )
     streams = _streams(r, top.get("streams"), catalog.table_prefix)
+    nps = _nps(r, top.get("nps"), streams)
 
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -501,6 +519,7 @@ def parse_config(
         streams=streams,
         additional_full_sync=full_sync,
         pii=pii,
+        nps=nps,
     )
 
 
@@ -577,6 +596,28 @@ def _column_named(fields: tuple[Field, ...], entry: str, prefix: tuple[str, ...]
             if found:
                 return found
     return None
+
+
+def _nps(r: _Reader, raw: Any, streams: tuple[StreamConfig, ...]) -> NpsConfig | None:
+    """The optional gold layer: it needs the responses stream, and its tables must not be a stream's."""
+    if raw is None:
+        return None
+    settings = r.mapping(raw, "nps", _KEYS["nps"])
+    if not isinstance(raw, dict):
+        return None
+    layer = r.identifier(settings.get("layer"), "nps.layer", required=True)
+    folder = r.identifier(settings.get("folder"), "nps.folder", required=False)
+    tz = r.text(settings.get("timezone"), "nps.timezone", required=False) or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        r.problem("nps.timezone", f"{tz!r} is not an IANA time zone, e.g. UTC or America/Los_Angeles")
+    if not any(s.name == "responses" for s in streams):
+        r.problem("nps", "the NPS gold layer is computed from responses: configure streams.responses too")
+    for s in streams:
+        if (s.layer, s.folder) == (layer, folder) and s.table in GOLD_TABLES:
+            r.problem(f"streams.{s.name}.table", f"{s.table!r} is the name of an NPS gold table in {layer}")
+    return NpsConfig(layer=layer, folder=folder, timezone=tz)
 
 
 def _auth(r: _Reader, raw: dict) -> Auth:

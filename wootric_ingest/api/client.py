@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from typing import Any
 from urllib.parse import urlsplit
 
 from wootric_ingest.api.auth import TokenProvider
@@ -168,11 +169,20 @@ class WootricClient:
         needed = math.ceil(self._limiter.rate() * self._transport.latency * LATENCY_MARGIN) + 1
         return min(self.api.max_concurrency, needed)
 
+    def nps_summary(self, first: date, last: date) -> dict:
+        """`GET /v1/nps_summary` for the local dates `first`..`last` (inclusive, in the account's time zone): the
+        account's own NPS figures, through the same limiter, retries and token renewal as the lists."""
+        params = {"date[start]": first.isoformat(), "date[end]": last.isoformat()}
+        return self._get("nps_summary", params, dict, self._not_cancelled)
+
     def _page(self, stream: Stream, request: PageRequest, cancel: threading.Event) -> list[dict]:
-        """One list page; a 401 renews the token (a token can expire early), any other 4xx stops the run."""
-        url = f"{self.endpoints.api_root}/{stream.path}"
+        """One list page."""
+        return self._get(stream.path, request.params(stream), list, cancel)
+
+    def _get(self, path: str, params: dict, expect: type, cancel: threading.Event) -> Any:
+        """One GET of the API; a 401 renews the token (a token can expire early), any other 4xx stops the run."""
+        url = f"{self.endpoints.api_root}/{path}"
         endpoint = f"GET {urlsplit(url).path}"
-        params = request.params(stream)
         used: list[str] = []
 
         def authorization() -> dict[str, str]:
@@ -181,7 +191,7 @@ class WootricClient:
 
         for _ in range(TOKEN_ATTEMPTS):
             answer = self._transport.send(
-                "GET", url, endpoint=endpoint, expect=list, params=params, headers=authorization, cancel=cancel
+                "GET", url, endpoint=endpoint, expect=expect, params=params, headers=authorization, cancel=cancel
             )
             if answer.status != 401:
                 break

@@ -4,6 +4,8 @@
 
     bundle/databricks.yml                      the bundle: variables (runtime, node type) and targets
     bundle/resources/wootric_ingest.job.yml    the job: schedule from source.trigger, the wheel task
+    bundle/resources/wootric_nps.dashboard.yml with an `nps` section: the AI/BI dashboard over the gold tables
+    bundle/dashboards/wootric_nps.lvdash.json  its definition (datasets and widgets)
     bundle/conf/<config>.yaml                  the config as written (credentials are secret references)
     bundle/dist/<wheel>                        the wheel `make dist` built
 
@@ -22,6 +24,7 @@ A config deployed this way must take its credentials from a secret scope (`{{sec
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -31,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from wootric_ingest.cli.dashboard import DASHBOARD_FILE, DASHBOARD_KEY, dashboard
 from wootric_ingest.config import ConfigError, parse_config
 from wootric_ingest.schedule import CronError
 
@@ -206,7 +210,22 @@ def pipeline_resource(data: dict, config: Any, wheel_name: str) -> dict:
     }
 
 
-def bundle_definition(spark_version: str, node_type: str, *, pipeline: bool = False) -> dict:
+def dashboard_resource(config: Any) -> dict:
+    """The AI/BI dashboard: its `.lvdash.json`, run on the SQL warehouse given as `warehouse_id`."""
+    return {
+        "resources": {
+            "dashboards": {
+                DASHBOARD_KEY: {
+                    "display_name": f"Wootric NPS: {config.description}"[:100],
+                    "file_path": f"../dashboards/{DASHBOARD_FILE}",
+                    "warehouse_id": "${var.warehouse_id}",
+                }
+            }
+        }
+    }
+
+
+def bundle_definition(spark_version: str, node_type: str, *, pipeline: bool = False, dashboard: bool = False) -> dict:
     """`databricks.yml`: the resources, the files to sync, the variables and the targets."""
     synced = ["conf/*.yaml", *(["pipelines/*.py", "dist/*.whl"] if pipeline else [])]
     variables = {
@@ -218,6 +237,10 @@ def bundle_definition(spark_version: str, node_type: str, *, pipeline: bool = Fa
     }
     if pipeline:
         variables["pipeline_schema"] = {"description": "Schema of the pipeline's tables", "default": PIPELINE_SCHEMA}
+    if dashboard:
+        variables["warehouse_id"] = {
+            "description": "The SQL warehouse the NPS dashboard runs on (bundle deploy --var warehouse_id=...)"
+        }
     return {
         "bundle": {"name": JOB_KEY},
         "include": ["resources/*.yml"],
@@ -258,7 +281,9 @@ def render(
     (out / "dist").mkdir()
     header = f"# Rendered from {config_path} by `make bundle`; edit the config and render again.\n"
     files = {
-        out / "databricks.yml": _dump(bundle_definition(spark_version, node_type, pipeline=pipeline), header),
+        out / "databricks.yml": _dump(
+            bundle_definition(spark_version, node_type, pipeline=pipeline, dashboard=config.nps is not None), header
+        ),
         out / "resources" / f"{JOB_KEY}.job.yml": _dump(job_resource(config, config_path.name, wheel.name), header),
     }
     if pipeline:
@@ -267,6 +292,10 @@ def render(
             pipeline_resource(data, config, wheel.name), header
         )
         files[out / "pipelines" / "wootric_pipeline.py"] = PIPELINE_SOURCE.read_text(encoding="utf-8")
+    if config.nps is not None:
+        (out / "dashboards").mkdir()
+        files[out / "resources" / f"{DASHBOARD_KEY}.dashboard.yml"] = _dump(dashboard_resource(config), header)
+        files[out / "dashboards" / DASHBOARD_FILE] = json.dumps(dashboard(config), indent=2) + "\n"
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
     shutil.copyfile(config_path, out / "conf" / config_path.name)

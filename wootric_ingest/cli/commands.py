@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from wootric_ingest import redaction
+from wootric_ingest.cli.nps_report import PERIODS
 from wootric_ingest.config import ConfigError, Deletes, FullSyncWrite, SecretReader, SourceConfig, load_config
 
 log = logging.getLogger("wootric_ingest")
 
-COMMANDS = ("run", "check", "plan", "forget", "discover", "docs")
+COMMANDS = ("run", "check", "plan", "nps", "reconcile", "forget", "discover", "docs")
 CHECK_PATIENCE_SECONDS = 20.0  # `check` is a quick probe: an unreachable API is reported, not waited out
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -34,6 +35,8 @@ examples:
   wootric-ingest run --config conf/example.yaml          sync every configured stream
   wootric-ingest run --config conf/example.yaml --streams responses --full-sync
   wootric-ingest run --config conf/example.yaml --dry-run
+  wootric-ingest nps --config conf/example.yaml --by week   NPS trend from the gold tables
+  wootric-ingest reconcile --config conf/example.yaml     Wootric's NPS per month against the gold tables
   wootric-ingest forget --config conf/example.yaml --email alice@example.com
                                                          erase a person from every table (one commit each)
   wootric-ingest discover > catalog.json                 streams, keys, cursors, JSON schemas
@@ -149,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--streams", metavar="A,B", help="only these configured streams (default: all)")
     plan.add_argument("--full-sync", action="store_true", help="plan as if --full-sync were given to run")
+    trend = command("nps", "print the NPS trend from the gold tables, one row per period with a bar", config=True)
+    trend.add_argument("--by", choices=PERIODS, default="month", help="the period of a row (default: month)")
+    trend.add_argument("--segment", metavar="NAME", help="one segment's values per month (an end-user property)")
+    trend.add_argument("--last", type=_positive, default=12, metavar="N", help="the last N periods (default: 12)")
+    reconcile = command(
+        "reconcile", "compare Wootric's own NPS per month (/v1/nps_summary) with the gold tables", config=True
+    )
+    reconcile.add_argument("--months", type=_positive, default=12, metavar="N", help="the last N months (default: 12)")
     forget = command(
         "forget",
         "erase people (by email or end-user id) from every stream table, the rejected table and staging",
@@ -164,6 +175,12 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (discover, docs):
         sub.add_argument("--config", metavar="FILE", help="also show the personal data policy of this source's config")
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return int(text)
 
 
 class UsageError(ValueError):
@@ -370,6 +387,83 @@ def _cmd_run(args, config: SourceConfig) -> int:
     return 0
 
 
+def _gold_daily(config: SourceConfig, command: str) -> list:
+    """`nps_daily` as (date, Counts) rows; a usage error without the `nps` section, a failure without the table."""
+    from wootric_ingest.cli.nps_report import Counts
+    from wootric_ingest.lake.gold import gold_table
+    from wootric_ingest.lake.lakehouse import Lakehouse
+    from wootric_ingest.lake.spark import get_spark
+
+    if config.nps is None:
+        raise UsageError(f"{command}: the config has no nps section (the gold layer); see the README's NPS section")
+    table = gold_table(Lakehouse(config, get_spark()), "nps_daily")
+    if not table.exists():
+        raise RuntimeError(f"{table} does not exist yet: run the job first (wootric-ingest run)")
+    fields = ("responses", "promoters", "passives", "detractors")
+    return [(r["date"], Counts(*(r[f] for f in fields))) for r in table.read().collect()]
+
+
+def _cmd_nps(args, config: SourceConfig) -> int:
+    from pyspark.sql import functions as F
+
+    from wootric_ingest.cli.nps_report import Counts, render, segment_trend, trend
+    from wootric_ingest.lake.gold import gold_table
+    from wootric_ingest.lake.lakehouse import Lakehouse
+    from wootric_ingest.lake.spark import get_spark
+
+    daily = _gold_daily(config, "nps")
+    zone = config.nps.timezone if config.nps else "UTC"
+    if args.segment is None:
+        print(render(trend(daily, args.by, args.last), f"NPS by {args.by} ({zone}), the last {args.last}"))
+        return 0
+    if args.by != "month":
+        raise UsageError("nps: --segment counts are kept per month; use --by month with --segment")
+    table = gold_table(Lakehouse(config, get_spark()), "nps_by_segment")
+    fields = ("responses", "promoters", "passives", "detractors")
+    rows = [
+        (r["month"], r["value"], Counts(*(r[f] for f in fields)))
+        for r in table.read().where(F.col("segment") == args.segment).collect()
+    ]
+    title = f"NPS of segment {args.segment!r} by month and value ({zone}), the last {args.last} months"
+    print(render(segment_trend(rows, args.last), title))
+    return 0
+
+
+def _cmd_reconcile(args, config: SourceConfig) -> int:
+    """Wootric's NPS summary per month against the gold tables; exit 1 naming the months that differ."""
+    from wootric_ingest.api import WootricClient
+    from wootric_ingest.cli.nps_report import (
+        Counts,
+        MonthCheck,
+        lake_figures,
+        local_today,
+        recent_months,
+        render_reconciliation,
+        wootric_figures,
+    )
+
+    daily = _gold_daily(config, "reconcile")
+    assert config.nps is not None
+    months = recent_months(local_today(config.nps.timezone), args.months)
+    lake: dict = {}
+    for day, counts in daily:
+        lake[day.replace(day=1)] = lake.get(day.replace(day=1), Counts()) + counts
+    with WootricClient(config.api) as client:
+        client.authenticate()
+        checks = [
+            MonthCheck(first, wootric_figures(client.nps_summary(first, last)), lake_figures(lake.get(first, Counts())))
+            for first, last in months
+        ]
+    print(f"NPS per month ({config.nps.timezone}): Wootric's /v1/nps_summary against {args.config}'s gold tables")
+    print(render_reconciliation(checks))
+    differing = [c.month.strftime("%Y-%m") for c in checks if c.differences]
+    if differing:
+        print(f"wootric-ingest: reconcile: the lake differs from Wootric in {', '.join(differing)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"OK: the lake matches Wootric in all {len(checks)} months")
+    return 0
+
+
 def _reason(error: BaseException) -> str:
     """An exception as one redacted line."""
     text = redaction.redact(str(error)).strip()
@@ -389,6 +483,8 @@ _HANDLERS: dict[str, Callable[..., int]] = {
     "run": _cmd_run,
     "check": _cmd_check,
     "plan": _cmd_plan,
+    "nps": _cmd_nps,
+    "reconcile": _cmd_reconcile,
     "forget": _cmd_forget,
     "discover": _cmd_discover,
     "docs": _cmd_docs,

@@ -59,6 +59,9 @@ def summary(results: Sequence[StreamResult], progress: Progress) -> str:
         line = f"{r.stream_name}: {r.mode.value} sync, {r.reason}" if r.mode else f"{r.stream_name}:"
         if r.records_rejected:
             line += f"; {r.records_rejected} records without a usable id kept in _wootric_ingest/rejected"
+        if r.left_out:
+            left = ", ".join(f"{n} {reason}" for reason, n in sorted(r.left_out.items()))
+            line += f"; responses left out of the NPS counts: {left}"
         if r.error:
             line += f"; failed: {r.error.splitlines()[0]}"
         lines.append(line)

@@ -49,6 +49,11 @@ RUNS_SCHEMA = StructType(
             "Per column, values that did not fit its type and landed as null (kept in _raw)",
         ),
         column("rows_marked_deleted", LongType(), "Rows a full sync with soft deletes marked deleted (_deleted_at)"),
+        column(
+            "left_out",
+            MapType(StringType(), LongType()),
+            "The nps row (gold refresh): per reason, live responses left out of the NPS counts it recomputed",
+        ),
     ]
 )
 
@@ -80,6 +85,7 @@ class RunRow:
     table_rows: int | None
     type_mismatches: dict[str, int] = field(default_factory=dict)
     rows_marked_deleted: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 RUN_ROW_FIELDS = tuple(f.name for f in fields(RunRow))

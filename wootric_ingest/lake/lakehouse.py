@@ -109,6 +109,19 @@ class Lakehouse:
                 )
             return self._tables[stream.name]
 
+    def gold(self, table: str, schema: StructType, holds: str) -> Table:
+        """One NPS gold table (`config.nps` set): at its path, or by name when tables are managed."""
+        nps = self.config.nps
+        assert nps is not None, "the gold layer needs the nps section"
+        return Table(
+            self.spark,
+            schema,
+            self.properties,
+            path=None if self.layout.managed else self.layout.gold_path(nps, table),
+            name=self.layout.gold_name(nps, table),
+            comment=self._comment(holds),
+        )
+
     @cached_property
     def runs(self) -> RunHistory:
         return RunHistory(

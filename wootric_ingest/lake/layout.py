@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wootric_ingest.config import CatalogConfig, StreamConfig, TableMode
+from wootric_ingest.config import CatalogConfig, NpsConfig, StreamConfig, TableMode
 
 JOB_FOLDER = "_wootric_ingest"
 
@@ -31,7 +31,18 @@ class Layout:
 
     def table_path(self, stream: StreamConfig) -> str:
         """`{root}/{layer}/{folder}/{prefix}{table}`, without the folder segment when there is none."""
-        return "/".join([self.root, stream.layer, *([stream.folder] if stream.folder else []), self.table_name(stream)])
+        return self._path(stream.layer, stream.folder, self.table_name(stream))
+
+    def _path(self, layer: str, folder: str, table: str) -> str:
+        return "/".join([self.root, layer, *([folder] if folder else []), table])
+
+    def gold_path(self, nps: NpsConfig, table: str) -> str:
+        """A gold table's path, laid out as a stream's: `{root}/{layer}/{folder}/{prefix}{table}`."""
+        return self._path(nps.layer, nps.folder, f"{self.catalog.table_prefix}{table}")
+
+    def gold_name(self, nps: NpsConfig, table: str) -> str | None:
+        """A gold table's metastore name, `{catalog}.{layer}.{prefix}{table}`, as a stream's."""
+        return self._name(nps.layer, f"{self.catalog.table_prefix}{table}")
 
     @property
     def managed(self) -> bool:

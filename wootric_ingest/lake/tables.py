@@ -167,12 +167,25 @@ class Table:
                 return self.spark.catalog.tableExists(unquoted(self.sql))
         return DeltaTable.isDeltaTable(self.spark, self.path)
 
-    def read(self) -> DataFrame:
-        return self.spark.read.table(self.sql) if self.path is None else self.spark.read.format("delta").load(self.path)
+    def read(self, spark: SparkSession | None = None) -> DataFrame:
+        """The table, through `spark` when given (a session with confs of its own)."""
+        session = spark or self.spark
+        return session.read.table(self.sql) if self.path is None else session.read.format("delta").load(self.path)
 
-    def read_version(self, version: int) -> DataFrame:
+    def read_version(self, version: int, spark: SparkSession | None = None) -> DataFrame:
         """The table as of one of its versions (time travel)."""
-        return self.spark.sql(f"SELECT * FROM {self.sql} VERSION AS OF {int(version)}")
+        return (spark or self.spark).sql(f"SELECT * FROM {self.sql} VERSION AS OF {int(version)}")
+
+    def change_feed(self, first: int, last: int, spark: SparkSession | None = None) -> DataFrame:
+        """The change data feed of versions `first` to `last` (inclusive): each changed row with `_change_type`."""
+        reader = (
+            (spark or self.spark)
+            .read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", int(first))
+            .option("endingVersion", int(last))
+        )
+        return reader.table(self.sql) if self.path is None else reader.load(self.path)
 
     def delta(self, spark: SparkSession | None = None) -> DeltaTable:
         if self.path is None:

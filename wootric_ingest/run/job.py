@@ -26,10 +26,12 @@ from wootric_ingest import redaction
 from wootric_ingest.api import WootricClient
 from wootric_ingest.api.errors import WootricError
 from wootric_ingest.config import SourceConfig, StreamConfig, SyncType
+from wootric_ingest.lake.gold import GOLD, gold_table, refresh
+from wootric_ingest.lake.gold import SOURCES as GOLD_SOURCES
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.staging import StagingArea
-from wootric_ingest.lake.state import TableState, read_state
-from wootric_ingest.run.landing import Fetched, extract, land
+from wootric_ingest.lake.state import SyncMode, TableState, read_state
+from wootric_ingest.run.landing import Fetched, Landed, extract, land
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.progress import Progress
 from wootric_ingest.run.result import FAILED, OK, StreamResult
@@ -38,6 +40,7 @@ from wootric_ingest.run.resume import staging_for
 log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 4000
+GOLD_STREAM = "nps"  # the gold refresh's name in the run history and the summary
 
 
 def selected_streams(config: SourceConfig, names: tuple[str, ...]) -> list[StreamConfig]:
@@ -126,7 +129,10 @@ def run(
                 landed[stream_config.name] = lander.submit(
                     _land, lakehouse, run_id, options, stream, staging, fetched, confirm
                 )
-            return [landed[s.name].result() for s in selected]
+            results = [landed[s.name].result() for s in selected]
+        if config.nps is not None and any(s.name in GOLD_SOURCES for s in selected):
+            results.append(_record(lakehouse, run_id, options, _refresh_gold(lakehouse, run_id)))
+        return results
     finally:
         if own_client:
             client.close()
@@ -196,6 +202,34 @@ def _confirmed(lakehouse: Lakehouse, early: Plan, options: RunOptions, now: date
             "run resumes the staged records"
         )
     return plan
+
+
+def _refresh_gold(lakehouse: Lakehouse, run_id: str) -> StreamResult:
+    """The NPS gold layer brought up to the commits just made, as the run history's `nps` row; a failure is
+    recorded like a stream's (the streams' own commits stand)."""
+    started = datetime.now(timezone.utc)
+    table = str(gold_table(lakehouse, GOLD[0].name))
+    try:
+        done = refresh(lakehouse, run_id)
+    except Exception as e:  # recorded and reported like a failed stream
+        log.error("nps: gold refresh failed", exc_info=e)
+        return StreamResult(GOLD_STREAM, FAILED, table, started, datetime.now(timezone.utc), error=_error_text(e))
+    if done.left_out:
+        log.warning("nps: responses left out of the NPS counts (kept in the responses table): %s", done.left_out)
+    landed = Landed(
+        mode=SyncMode(done.mode or SyncMode.INCREMENTAL.value),
+        reason=done.reason,
+        rows_inserted=done.rows_written,
+        rows_updated=0,
+        rows_deleted=0,
+        rows_marked_deleted=0,
+        table_version=done.table_version,
+        table_rows=done.table_rows,
+        bookmark=None,
+        seconds=done.seconds,
+        left_out=done.left_out,
+    )
+    return StreamResult(GOLD_STREAM, OK, table, started, datetime.now(timezone.utc), landed=landed)
 
 
 def _record(lakehouse: Lakehouse, run_id: str, options: RunOptions, result: StreamResult) -> StreamResult:

@@ -65,6 +65,7 @@ class Landed:
     seconds: float
     records_rejected: int = 0
     type_mismatches: dict[str, int] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)  # the gold refresh's responses left out, per reason
 
 
 def extract(client: WootricClient, staging: StagingArea, plan: Plan, progress: Progress) -> Fetched:

@@ -83,6 +83,10 @@ class StreamResult:
         return dict(self.landed.type_mismatches) if self.landed else {}
 
     @property
+    def left_out(self) -> dict[str, int]:
+        return dict(self.landed.left_out) if self.landed else {}
+
+    @property
     def seconds(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
 
@@ -111,4 +115,5 @@ class StreamResult:
             table_version=self.table_version,
             table_rows=self.table_rows,
             type_mismatches=self.type_mismatches,
+            left_out=self.left_out,
         )
