@@ -13,6 +13,7 @@ from sandbox import Sandbox, SandboxOptions
 from sandbox.data import DEFAULT_END
 from wootric_ingest import nps
 from wootric_ingest.lake import gold
+from wootric_ingest.run.erasure import People, forget
 from wootric_ingest.run.job import run
 from wootric_ingest.run.planning import RunOptions
 
@@ -143,6 +144,15 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
         synced(4)  # incremental after a full sync
         assert refreshes[4]["mode"] == "INCREMENTAL"
         assert lake_daily(house) == truth_daily(sb)
+
+        responses_table = house.table(house.config.stream("responses")).read()
+        counting = "score BETWEEN 0 AND 10 AND NOT excluded_from_calculations AND _deleted_at IS NULL"
+        person = responses_table.where(counting).first()["end_user_id"]
+        theirs = responses_table.where(counting).where(f"end_user_id = '{person}'").count()
+        counted = sum(day[0] for day in lake_daily(house).values())
+        forget(house, People(end_user_ids=(person,)))  # an erasure is commits the gold layer follows
+        assert kept(house) == recomputed(house)
+        assert sum(day[0] for day in lake_daily(house).values()) == counted - theirs
 
 
 def test_bad_responses_are_left_out_and_counted_per_reason(spark):

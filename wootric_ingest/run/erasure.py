@@ -24,6 +24,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from wootric_ingest.config import StreamConfig
+from wootric_ingest.lake.gold import GOLD, gold_table, refresh
+from wootric_ingest.lake.gold import SOURCES as GOLD_SOURCES
 from wootric_ingest.lake.history import RunRow
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.rejects import STAGED_REJECTS_SCHEMA
@@ -174,17 +176,19 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False) -> Era
             erased.append(_erase(lakehouse.rejected.table, REJECTED, gone, summary, keys, run_id, names, ages_out))
         lakehouse.runs.append([e.history for e in erased])
         staging = _remove_staging(lakehouse, streams, lookup, ids)
+        derived = recompute_derived(
+            lakehouse,
+            {e.erased.stream: e.erased.dates for e in erased if e.erased.rows and e.erased.stream != REJECTED},
+            run_id,
+        )
     vacuumed = []
     if vacuum:
         rejected_table = [lakehouse.rejected.table] if lakehouse.rejected.table.exists() else []
-        for cleaned in [*tables.values(), *rejected_table]:
+        for cleaned in [*tables.values(), *rejected_table, *derived]:
             cleaned.vacuum(config.delta_log_retention_days)
             vacuumed.append(str(cleaned))
     lost_emails, lost_ids = lookup.found(found_emails, found_ids)
     not_found = [pseudonym(lakehouse.policy, v, salted) for v in (*lost_emails, *lost_ids)]
-    recompute_derived(
-        lakehouse, {e.erased.stream: e.erased.dates for e in erased if e.erased.rows and e.erased.stream != REJECTED}
-    )
     return Erasure(run_id, [e.erased for e in erased], staging, not_found, vacuumed)
 
 
@@ -304,15 +308,16 @@ def _remove_staging(lakehouse: Lakehouse, streams: list[StreamConfig], lookup: _
     return removed
 
 
-def recompute_derived(lakehouse: Lakehouse, touched: dict[str, tuple[str, ...]]) -> None:
+def recompute_derived(lakehouse: Lakehouse, touched: dict[str, tuple[str, ...]], run_id: str) -> list[Table]:
     """The one place an erasure reaches the tables derived from the stream tables: `touched` names, per stream,
-    the `created_at` dates whose rows it removed. Derived (gold) tables recompute their rows of those dates here;
-    until there are any, the dates are logged for whoever maintains tables downstream."""
-    for stream, dates in touched.items():
-        log.info(
-            "%s: rows of %d dates were erased (%s..%s); tables derived from it should recompute those dates",
-            stream,
-            len(dates),
-            dates[0] if dates else "-",
-            dates[-1] if dates else "-",
-        )
+    the `created_at` dates whose rows it removed. The NPS gold tables, when configured, are refreshed from the
+    change feed, which holds the erasure's deletes, so exactly the dates and months it touched are recomputed;
+    they are returned, to be vacuumed with the stream tables."""
+    if not touched:
+        return []
+    if lakehouse.config.nps is None or not set(touched) & set(GOLD_SOURCES):
+        for stream, dates in touched.items():
+            log.info("%s: rows of %d dates were erased (%s..%s)", stream, len(dates), dates[0], dates[-1])
+        return []
+    refresh(lakehouse, run_id)
+    return [gold_table(lakehouse, spec.name) for spec in GOLD]
