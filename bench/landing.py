@@ -400,10 +400,11 @@ def _child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
-def run_child(name: str, *args: str) -> dict:
-    """Run one child process; its last stdout line is its JSON result (a failure is reported, not raised)."""
+def run_child(name: str, *args: str, script: str = __file__) -> dict:
+    """Run one child process of `script` (a benchmark with `--child`); its last stdout line is its JSON result
+    (a failure is reported, not raised)."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, *args], cwd=REPO, env=_child_env(), capture_output=True, text=True
+        [sys.executable, script, "--child", name, *args], cwd=REPO, env=_child_env(), capture_output=True, text=True
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

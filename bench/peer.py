@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.landing import SandboxProcess, machine  # noqa: E402
+from bench.landing import SandboxProcess, machine, run_child  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000)
 PER_PAGE, MAX_PAGE = 50, 30
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 measured = {}
                 for name in ("plain", "job", "landing"):
                     print(f"N={n}: {name}...", flush=True)
-                    measured[name] = run_child_here(name, sandbox.url, root)
+                    measured[name] = run_child(name, sandbox.url, root, script=__file__)
                 shutil.rmtree(root, ignore_errors=True)
             rows.append((n, measured))
     finally:
@@ -169,22 +169,6 @@ def main(argv: list[str] | None = None) -> int:
             f"| {landing['job_land_s'] / landing['delta_rs_s']:.2f} |"
         )
     return 1 if failed else 0
-
-
-def run_child_here(name: str, *args: str) -> dict:
-    """A child of this script (not of bench/landing.py), each in a fresh process."""
-    import subprocess
-
-    from bench.landing import _child_env
-
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", name, *args], cwd=REPO, env=_child_env(), capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"  {name} failed: {tail}", file=sys.stderr, flush=True)
-        return {"failed": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
