@@ -6,14 +6,17 @@ there is read off the sandbox's request counts at that moment."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 from test_delta_incremental import landed, source
 
 from sandbox import Sandbox, SandboxOptions
+from wootric_ingest.lake.spark import class_archive
 from wootric_ingest.run.job import run
 from wootric_ingest.run.planning import RunOptions
 
@@ -105,3 +108,21 @@ def test_a_stream_whose_table_history_plans_otherwise_by_landing_time_lands_noth
     [again] = run(config, spark, responses)
     assert again.status == "ok" and again.records_fetched == 0  # the staging covered every range
     assert landed(spark, config, "responses") == source(sandbox, "responses")
+
+
+def test_a_local_session_maps_the_class_archive_setup_recorded(spark):
+    """The local JVM runs with the archive `make setup` recorded, and the archive fits that JVM's class path: the
+    same JVM with sharing required (`-Xshare:on`) starts with it, where a stale archive would stop it."""
+    jvm = spark.sparkContext._jvm
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert "-XX:TieredStopAtLevel=1" in arguments
+    assert f"-XX:SharedArchiveFile={class_archive()}" in arguments
+    java = Path(jvm.System.getProperty("java.home")) / "bin" / "java"
+    class_path = jvm.System.getProperty("java.class.path")
+    for path, usable in ((class_path, True), (str(Path(class_path.split(":")[0]).parent), False)):
+        check = subprocess.run(
+            [str(java), "-Xshare:on", f"-XX:SharedArchiveFile={class_archive()}", "-cp", path, "-version"],
+            capture_output=True,
+            text=True,
+        )
+        assert (check.returncode == 0) is usable, check.stdout + check.stderr

@@ -6,6 +6,12 @@ resolved once from Maven Central: their paths are recorded then, so later sessio
 (and without Ivy's report in a run's output). A local session is sized for one machine and small tables:
 few shuffle and Delta snapshot partitions, no UI, Spark's own log lines only when they are warnings a user
 can act on, scratch files out of the working directory.
+
+A local run's JVM lives seconds to minutes, and most of that is cold: classes loaded and verified, code
+compiled. So its JVM maps a class-data archive that `make setup` recorded from a small Delta workload
+(Spark's and Delta's classes arrive parsed and verified; the Delta jars sit on the class path, where the
+archive can hold them), and compiles with C1 only: C2's compiler threads would take the same few cores as the
+run and rarely repay within it. An archive from another JDK or other jars is ignored by the JVM, silently.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ LOCAL_CONF = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
 }
 
+#: The local JVM's own options (see the module's doc).
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+
 #: What a local JVM prints on its own, outside log4j, that no user can act on: Spark 4 loads an incubator module.
 _JVM_NOISE = (b"WARNING: Using incubator modules",)
 
@@ -49,18 +58,23 @@ def delta_package() -> str:
     return f"io.delta:delta-spark_2.13:{version('delta-spark')}"
 
 
-def _jars_record() -> Path:
-    """Where `make setup` records the resolved jars: beside this Python environment, per Delta version."""
-    return Path(sys.prefix) / "share" / "wootric-ingest" / f"delta-spark-{version('delta-spark')}.jars"
+def _recorded(suffix: str) -> Path:
+    """Where `make setup` records what it prepared once: beside this Python environment, per Delta version."""
+    return Path(sys.prefix) / "share" / "wootric-ingest" / f"delta-spark-{version('delta-spark')}.{suffix}"
 
 
-def _recorded_jars() -> str | None:
-    """The jars resolved once, if every one of them is still there."""
+def _recorded_jars() -> list[str] | None:
+    """The paths of the jars resolved once, if every one of them is still there."""
     try:
-        jars = _jars_record().read_text(encoding="utf-8").split()
+        jars = [j.removeprefix("file://") for j in _recorded("jars").read_text(encoding="utf-8").split()]
     except OSError:
         return None
-    return ",".join(jars) if jars and all(Path(j.removeprefix("file://")).is_file() for j in jars) else None
+    return jars if jars and all(Path(j).is_file() for j in jars) else None
+
+
+def class_archive() -> Path:
+    """The JVM class-data archive `make setup` records (see the module's doc)."""
+    return _recorded("jsa")
 
 
 def on_databricks() -> bool:
@@ -84,38 +98,44 @@ def _platform_session() -> SparkSession | None:
 
 def get_spark(app_name: str = "wootric-ingest", scratch: str | os.PathLike | None = None) -> SparkSession:
     """Reuse the platform's session, or build a local Delta-enabled one (see the module's doc)."""
-    session = _platform_session()
-    if session is None:
-        scratch_dir = Path(
-            scratch or os.environ.get("WOOTRIC_SPARK_SCRATCH") or Path(tempfile.gettempdir()) / "wootric-ingest-spark"
-        )
-        (scratch_dir / "tmp").mkdir(parents=True, exist_ok=True)
-        jars = _recorded_jars()
-        java_options = (
-            f"-Dderby.system.home={scratch_dir / 'derby'} -Djava.io.tmpdir={scratch_dir / 'tmp'} "
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
-        )
-        conf = (
-            SparkConf()
-            .setMaster(os.environ.get("WOOTRIC_SPARK_MASTER", "local[*]"))
-            .setAppName(app_name)
-            .set("spark.jars" if jars else "spark.jars.packages", jars or delta_package())
-            .set("spark.sql.extensions", DELTA_EXTENSION)
-            .set("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
-            .set("spark.sql.warehouse.dir", str(scratch_dir / "warehouse"))
-            .set("spark.driver.extraJavaOptions", java_options)
-            .setAll(list(LOCAL_CONF.items()))
-            .setAll(
-                [(k, v) for k, _, v in (kv.partition("=") for kv in os.environ.get("WOOTRIC_SPARK_CONF", "").split())]
-            )
-        )
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run with this environment's packages
-        gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
-        threading.Thread(target=_forward, args=(gateway.proc.stderr,), name="jvm-stderr", daemon=True).start()
-        SparkContext(conf=conf, gateway=gateway)
-        session = SparkSession.builder.getOrCreate()
+    session = _platform_session() or _local_session(
+        app_name, scratch, ("-XX:SharedArchiveFile=" + str(class_archive()),)
+    )
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return session
+
+
+def _local_session(app_name: str, scratch: str | os.PathLike | None, archive: tuple[str, ...]) -> SparkSession:
+    """A local session; `archive` is the JVM option that maps the class-data archive, or the one that records it."""
+    scratch_dir = Path(
+        scratch or os.environ.get("WOOTRIC_SPARK_SCRATCH") or Path(tempfile.gettempdir()) / "wootric-ingest-spark"
+    )
+    (scratch_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    jars = _recorded_jars()
+    java_options = [
+        f"-Dderby.system.home={scratch_dir / 'derby'}",
+        f"-Djava.io.tmpdir={scratch_dir / 'tmp'}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+        *JVM_OPTIONS,
+        *(archive if jars else ()),
+    ]
+    conf = (
+        SparkConf()
+        .setMaster(os.environ.get("WOOTRIC_SPARK_MASTER", "local[*]"))
+        .setAppName(app_name)
+        .set("spark.driver.extraClassPath" if jars else "spark.jars.packages", ":".join(jars or []) or delta_package())
+        .set("spark.sql.extensions", DELTA_EXTENSION)
+        .set("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        .set("spark.sql.warehouse.dir", str(scratch_dir / "warehouse"))
+        .set("spark.driver.extraJavaOptions", " ".join(java_options))
+        .setAll(list(LOCAL_CONF.items()))
+        .setAll([(k, v) for k, _, v in (kv.partition("=") for kv in os.environ.get("WOOTRIC_SPARK_CONF", "").split())])
+    )
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run with this environment's packages
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    threading.Thread(target=_forward, args=(gateway.proc.stderr,), name="jvm-stderr", daemon=True).start()
+    SparkContext(conf=conf, gateway=gateway)
+    return SparkSession.builder.getOrCreate()
 
 
 def start_spark(app_name: str = "wootric-ingest") -> Future[SparkSession]:
@@ -135,13 +155,65 @@ def _forward(jvm_stderr: IO[bytes]) -> None:
             os.write(2, line)
 
 
-if __name__ == "__main__":
-    # `make setup` runs this once: a session resolves the Delta jars into the Ivy cache and records where they
-    # are; touching a Delta class proves they load, so a broken install fails here, loudly, not in a test.
+def _record_jars() -> None:
+    """Resolve the Delta jars into the Ivy cache and record where they are; touching a Delta class proves they
+    load, so a broken install fails here, loudly, not in a test."""
     spark = get_spark()
     spark.sql("SELECT 1").write.format("delta").mode("overwrite").save(tempfile.mkdtemp())  # raises without jars
-    resolved = spark.sparkContext.getConf().get("spark.jars") or ""
-    _jars_record().parent.mkdir(parents=True, exist_ok=True)
-    _jars_record().write_text("\n".join(resolved.split(",")) + "\n", encoding="utf-8")
+    if _recorded_jars() is None:  # this session resolved them
+        resolved = spark.sparkContext.getConf().get("spark.jars") or ""
+        _recorded("jars").parent.mkdir(parents=True, exist_ok=True)
+        _recorded("jars").write_text("\n".join(resolved.split(",")) + "\n", encoding="utf-8")
     print(f"Delta jars ready: {delta_package()} on Spark {spark.version}")
     spark.stop()
+
+
+def _record_class_archive() -> None:
+    """Run what a landing runs (a table with a change feed created, overwritten, merged into, its history and
+    change feed read) in a JVM that records the classes it loaded when it exits; the archive is renamed into
+    place only once that JVM has exited, so no session maps a half-written one."""
+    partial = class_archive().with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    spark = _local_session("wootric-ingest-setup", None, (f"-XX:ArchiveClassesAtExit={partial}",))
+    from delta.tables import DeltaTable
+
+    spark.sparkContext.setLogLevel("ERROR")  # the workload's warnings are about the workload, not the install
+    path = tempfile.mkdtemp()
+    spark.sql(
+        f"CREATE TABLE delta.`{path}` (id STRING, updated_at STRING, score INT) USING delta "
+        "TBLPROPERTIES (delta.enableChangeDataFeed = true)"
+    )
+    rows = spark.range(1000).selectExpr(
+        "CAST(id AS STRING) AS id", "'2026-01-01T00:00:00Z' AS updated_at", "1 AS score"
+    )
+    rows.repartitionByRange(2, "id").write.format("delta").mode("overwrite").save(path)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows.where("id < 10").selectExpr("id", "updated_at", "2 AS score").alias("s"), "t.id = s.id")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    DeltaTable.forPath(spark, path).history().collect()
+    spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", 0).load(path).groupBy(
+        "_change_type"
+    ).count().collect()
+    gateway = SparkContext._gateway
+    spark.stop()
+    assert gateway is not None and gateway.proc is not None
+    gateway.proc.stdin.close()  # the JVM exits at the end of its input, and writes the archive on its way out
+    if gateway.proc.wait(timeout=600) == 0 and partial.is_file():
+        partial.rename(class_archive())
+        print(f"JVM class archive ready: {class_archive().stat().st_size // 2**20} MB")
+    else:
+        print("No JVM class archive (the JVM did not write one): local sessions start without it", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    # `make setup` runs this once: the jars, then (in a fresh JVM with them on its class path) the class archive.
+    if sys.argv[1:] == ["--class-archive"]:
+        _record_class_archive()
+    else:
+        _record_jars()
+        subprocess.run([sys.executable, "-m", "wootric_ingest.lake.spark", "--class-archive"], check=True)
