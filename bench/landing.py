@@ -216,6 +216,7 @@ def child_naive(root: str) -> dict:
         plan = _plan(lakehouse, stream_config, full_sync=True)
         assert plan.mode is SyncMode.FULL
         started = time.monotonic()
+        table.ensure()  # as `land` does
         shaped = [shape(plan.stream, record, fetched, "naive").values for record, fetched in records]
         rows = latest_per_id(spark.createDataFrame(shaped, table.schema))
         table.overwrite(rows, plan.commit_metadata("naive", None), "naive")
