@@ -320,10 +320,13 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
         else:
             write = "full_sync_write rewrite: one overwrite commit, the table becomes what the API returns"
         print(f"{stream.name}: {plan.mode.value} sync, {plan.reason}")
-        print(
-            f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
-            f"(the API's '{stream.cursor_filter}' filter)"
-        )
+        if stream.read_whole:
+            print(f"  reads   {stream.name} whole, in one request (the API has no filter for it)")
+        else:
+            print(
+                f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
+                f"(the API's '{stream.cursor_filter}' filter)"
+            )
         if table.managed:
             print(f"  writes  {table.name} (a managed table; {write})")
             if plan.config.folder:
