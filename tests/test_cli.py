@@ -183,7 +183,7 @@ def test_discover_prints_every_stream_with_key_cursor_and_schema(capsys):
     assert [s["stream"] for s in catalog["streams"]] == list(STREAMS)
     for entry in catalog["streams"]:
         stream = STREAMS[entry["stream"]]
-        assert entry["key_properties"] == ["id"]
+        assert entry["key_properties"] == [stream.key]
         assert entry["replication_key"] == stream.cursor_field
         assert entry["cursor_filter"] == stream.cursor_filter
         assert list(entry["schema"]["properties"]) == [f.name for f in stream.table_fields]

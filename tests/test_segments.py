@@ -107,12 +107,9 @@ def test_segments_land_whole_and_nps_by_segment_keeps_to_them_through_a_sync_seq
         assert {r["segment"] for r in kept} == kept_names - {"city"} | {"health score"}
         assert {r["data_type"] for r in kept if r["segment"] == "seat count"} == {"string"}
 
-        person = house.table(config.stream("responses")).read().first()["end_user_id"]
-        segments_version = segments_table.version()
-        erasure = forget(house, People(end_user_ids=(person,)))
-        assert "segments" not in {e.stream for e in erasure.tables} and segments_table.version() == segments_version
-        kept, recomputed = recompute(house)
-        assert kept == recomputed
+        segments_version = segments_table.version()  # an erasure (of someone not there: cheap) passes segments by
+        erasure = forget(house, People(emails=("nobody@example.com",)))
+        assert [e.stream for e in erasure.tables] == ["responses"] and segments_table.version() == segments_version
 
 
 def recompute(house) -> tuple[list[dict], list[dict]]:

@@ -281,7 +281,10 @@ def _cmd_check(args, config: SourceConfig) -> int:
                 with closing(client.pages(stream, config.start_date, now)) as pages:
                     first = next(pages, None)
                 records = first.records if first else []
-                print(f"{stream.name}: OK ({len(records)} records on the first page since {_utc(config.start_date)})")
+                where = (
+                    "in the whole list" if stream.read_whole else f"on the first page since {_utc(config.start_date)}"
+                )
+                print(f"{stream.name}: OK ({len(records)} records {where})")
             except Exception as e:
                 failures += 1
                 print(f"{stream.name}: FAILED: {_reason(e)}")
