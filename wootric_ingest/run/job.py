@@ -10,6 +10,10 @@ cannot depend on the table's history go first, while the JVM starts: a FULL_TABL
 a path table that does not exist yet (first run), when no interrupted staging waits to be resumed. Such a
 stream is planned again from its table's history before it lands, and lands only if that plan fetches the
 same range; the other streams are planned from the history before they are fetched, as always.
+
+A run that refreshes the NPS gold layer (it syncs one of the streams the layer follows) also takes the gold
+tables' locks, and refreshes them after its streams landed, before it gives the locks back: a concurrent run or
+`forget` cannot refresh them beside it.
 """
 
 from __future__ import annotations
