@@ -212,6 +212,9 @@ class Dataset:
         self._versions = dict.fromkeys(STREAMS, 0)
         self._cache: dict[tuple, tuple] = {}
         self._mutation_rng = random.Random(f"{seed}:mutations")
+        self._segments: dict[str, tuple[str, int]] = {
+            name: (kind, start + days * _DAY) for name, kind, days in SEGMENTS
+        }
         self._generate(random.Random(seed), end_users, responses, declines, burst_hour, burst_second)
 
     # ----------------------------------------------------------------- reading
@@ -259,10 +262,11 @@ class Dataset:
     def segments(self) -> list[dict]:
         """`GET /v1/segments`: the account's segments, rendered as the API renders timestamps."""
         render = self._timestamp
-        return [
-            {"name": name, "data_type": kind, "created_at": render(self.start + days * _DAY, "segments", 0, name)}
-            for name, kind, days in SEGMENTS
-        ]
+        with self._lock:
+            return [
+                {"name": name, "data_type": kind, "created_at": render(at, "segments", 0, name)}
+                for name, (kind, at) in self._segments.items()
+            ]
 
     def nps_summary(self, first: date, last: date) -> dict:
         """`GET /v1/nps_summary` for the local dates `first`..`last` (inclusive, in the account's zone): responses
@@ -351,6 +355,18 @@ class Dataset:
                         row["notes"] = [*row["notes"], self._new_note(rng, row["updated_at"])]
             self._changed(stream)
             return [row["id"] for row in rows]
+
+    def declare_segment(self, name: str, data_type: str, at: int | None = None) -> None:
+        """The account declares a segment (or changes its data type) at `at` (epoch seconds, default now)."""
+        if data_type not in ("string", "date", "integer"):
+            raise ValueError("a segment's data_type is one of string, date, integer")
+        with self._lock:
+            self._segments[name] = (data_type, int(time.time()) if at is None else int(at))
+
+    def remove_segment(self, name: str) -> None:
+        """The account removes a segment; end users keep the property."""
+        with self._lock:
+            del self._segments[name]
 
     def delete(self, stream: str, ids: Iterable[int] | None = None, n: int = 3) -> list[int]:
         """Remove records (given `ids`, else `n` random ones); an end user takes its responses and declines."""

@@ -117,11 +117,12 @@ def test_the_client_hands_over_every_hostile_record_exactly_once(hostile_sandbox
 # ------------------------------------------------------------------------------- shaping: a row or a rejection
 
 
-def usable_id(record) -> str | None:
-    """The key a record lands under, decided here in plain Python: a whole number or a non-blank string."""
+def usable_id(record, key: str = "id") -> str | None:
+    """The key a record lands under (its field `key`: `name` for segments), decided here in plain Python: a whole
+    number or a non-blank string."""
     if not isinstance(record, dict):
         return None
-    rid = record.get("id")
+    rid = record.get(key)
     if isinstance(rid, bool) or rid is None:
         return None
     if isinstance(rid, int):
@@ -148,6 +149,8 @@ json_values = st.recursive(
 field_names = st.sampled_from(
     [
         "id",
+        "name",
+        "data_type",
         "score",
         "text",
         "created_at",
@@ -189,9 +192,10 @@ def test_arbitrary_json_becomes_a_row_or_a_rejection_never_an_exception(spark, b
         staging = staged(root, stream, batch)
         rows, rejected = read_staged(spark, staging)
 
-    expected = [usable_id(r) for r in batch]
+    key = STREAMS[stream].key
+    expected = [usable_id(r, key) for r in batch]
     assert len(rows) + len(rejected) == len(batch) == staging.records
-    assert sorted(r["id"] for r in rows) == sorted(k for k in expected if k is not None)
+    assert sorted(r[key] for r in rows) == sorted(k for k in expected if k is not None)
     assert len(rejected) == expected.count(None) and all(r["reason"] for r in rejected)
     assert staging.census().rows == len(rows) and staging.census().rejected == len(rejected)
     for row in rows:

@@ -131,8 +131,9 @@ def test_a_stream_that_does_not_exist_is_refused_with_the_available_ones():
     data["streams"]["respones"] = data["streams"].pop("responses")
     data["streams"]["nps_summary"] = {"layer": "raw"}
     assert problems(data) == [
-        "streams.respones: no such stream (did you mean 'responses'?); available: end_users, responses, declines",
-        "streams.nps_summary: no such stream; available: end_users, responses, declines",
+        "streams.respones: no such stream (did you mean 'responses'?); "
+        "available: end_users, responses, declines, segments",
+        "streams.nps_summary: no such stream; available: end_users, responses, declines, segments",
     ]
 
 

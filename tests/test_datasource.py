@@ -240,7 +240,7 @@ def test_a_missing_or_unknown_option_fails_at_load_naming_the_option(wootric, sa
         ({k: v for k, v in options(sandbox, "responses").items() if k != "stream"}, "stream: is required"),
         ({**options(sandbox, "responses"), "start_dat": "2024-01-01"}, "start_dat: unknown option"),
         ({k: v for k, v in options(sandbox, "responses").items() if k != "start_date"}, "start_date: is required"),
-        ({**options(sandbox, "responses"), "stream": "segments"}, "stream: no such stream"),
+        ({**options(sandbox, "responses"), "stream": "nps_summary"}, "stream: no such stream"),
         ({k: v for k, v in options(sandbox, "responses").items() if k != "password"}, "password: is required"),
         ({**options(sandbox, "responses"), "max_concurrency": "0"}, "max_concurrency: must be a whole number >= 1"),
     ):

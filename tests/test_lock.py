@@ -202,3 +202,23 @@ def test_a_manual_run_during_a_scheduled_one_stops_and_the_scheduled_one_lands_e
         history = spark.read.format("delta").load(runs_path(config)).collect()
         assert len(history) == 3 and len({r["run_id"] for r in history}) == 1, "the manual run recorded something"
     assert lock_files(Path(config.catalog.root)) == []
+
+
+def test_a_run_that_refreshes_the_gold_layer_holds_the_gold_tables_locks_too(spark, make_config):
+    from sandbox import Sandbox, SandboxOptions
+    from wootric_ingest.lake.gold import GOLD
+    from wootric_ingest.run.job import run
+    from wootric_ingest.run.planning import RunOptions
+
+    with Sandbox(SandboxOptions(end_users=3, responses=3, declines=0, seed=5)) as sb:
+        config = make_config(sb, nps={"layer": "gold", "folder": "wootric"})
+        root = Path(config.catalog.root)
+        with locks(root, "a-forget", ["gold.wootric.wootric_nps_by_tag"]):  # say, a forget refreshing the gold layer
+            with pytest.raises(RunInProgress, match="it holds the lock of gold.wootric.wootric_nps_by_tag"):
+                run(config, spark, RunOptions(streams=("responses",)))
+            assert not (root / "raw").exists()  # stopped before any table was touched
+    with Lakehouse(config, spark).locks(config.streams, "r1", gold=tuple(spec.name for spec in GOLD)):
+        names = {name.rsplit(".", 1)[0] for name in lock_files(root)}
+    assert names == {f"raw.wootric.wootric_{s}" for s in ("declines", "end_users", "responses")} | {
+        f"gold.wootric.wootric_{spec.name}" for spec in GOLD
+    }

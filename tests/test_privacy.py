@@ -116,7 +116,11 @@ def parse(pii: dict, environ=None):
             {"hash": ["email"], "drop": ["email"], "salt": SALT},
             "source.pii.drop: email is also in source.pii.hash; a field is either hashed or dropped",
         ),
-        ({"drop": ["id"]}, "source.pii.drop: id is the primary key of every stream: the job keys and walks rows by it"),
+        (
+            {"drop": ["id"]},
+            "source.pii.drop: id is the primary key of end_users, responses, declines: "
+            "the job keys and walks rows by it",
+        ),
         ({"hash": ["created_at"], "salt": SALT}, "source.pii.hash: created_at is the cursor of responses, declines"),
         ({"drop": ["updated_at"]}, "source.pii.drop: updated_at is the cursor of end_users"),
         (

@@ -304,7 +304,7 @@ def test_latest_per_id_keeps_the_newest_update_then_the_latest_fetch(spark):
         shape(STREAMS["responses"], dict(RESPONSE, id=2, text=t), at, "r") for t, at in (("a", later), ("b", FETCHED))
     ]
     frame = spark.createDataFrame([s.values for s in (new, old, *same)], schema)
-    rows = {r["id"]: r["text"] for r in latest_per_id(frame).collect()}
+    rows = {r["id"]: r["text"] for r in latest_per_id(STREAMS["responses"], frame).collect()}
     assert rows == {"1": "new", "2": "a"}
 
 

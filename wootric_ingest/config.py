@@ -26,7 +26,7 @@ import yaml
 from wootric_ingest import redaction
 from wootric_ingest.privacy import Policy, matches
 from wootric_ingest.schedule import Cron, CronError
-from wootric_ingest.streams import PRIMARY_KEY, STREAMS, Field, Kind, Stream
+from wootric_ingest.streams import STREAMS, Field, Kind, Stream
 
 MAX_DESCRIPTION = 140
 MIN_SALT_CHARS = 16
@@ -523,10 +523,14 @@ def parse_config(
     )
 
 
-#: Fields the job keys and walks rows by: the primary key and every stream's cursor (top level only).
-_KEY_FIELDS = {PRIMARY_KEY: "the primary key of every stream"} | {
-    s.cursor_field: f"the cursor of {', '.join(n for n, t in STREAMS.items() if t.cursor_field == s.cursor_field)}"
-    for s in STREAMS.values()
+#: Fields the job keys and walks rows by, in the streams the personal data policy applies to: their keys and
+#: cursors (top level only).
+_PERSONAL = [s for s in STREAMS.values() if s.personal_data]
+_KEY_FIELDS = {
+    s.key: f"the primary key of {', '.join(t.name for t in _PERSONAL if t.key == s.key)}" for s in _PERSONAL
+} | {
+    s.cursor_field: f"the cursor of {', '.join(t.name for t in _PERSONAL if t.cursor_field == s.cursor_field)}"
+    for s in _PERSONAL
 }
 
 
@@ -547,7 +551,7 @@ def _pii(r: _Reader, raw: dict) -> PiiConfig:
                         "(a dotted path such as end_user.created_at names a nested field instead)",
                     )
     for entry in lists["hash"]:
-        for stream in STREAMS.values():
+        for stream in _PERSONAL:
             column = _column_named(stream.fields, entry, ())
             if column is not None:
                 kind, path = column
@@ -658,12 +662,7 @@ def _streams(r: _Reader, raw: Any, prefix: str) -> tuple[StreamConfig, ...]:
             )
             continue
         s = r.mapping(settings, key, _KEYS["stream"])
-        sync_text = r.text(s.get("sync_type"), f"{key}.sync_type", required=False) or "INCREMENTAL"
-        try:
-            sync_type = SyncType(sync_text.upper())
-        except ValueError:
-            r.problem(f"{key}.sync_type", f"{sync_text!r} is not a sync type; use INCREMENTAL or FULL_TABLE")
-            sync_type = SyncType.INCREMENTAL
+        sync_type = _sync_type(r, s.get("sync_type"), key, STREAMS[name])
         stream = StreamConfig(
             stream=STREAMS[name],
             layer=r.identifier(s.get("layer"), f"{key}.layer", required=True),
@@ -686,6 +685,24 @@ def _streams(r: _Reader, raw: Any, prefix: str) -> tuple[StreamConfig, ...]:
             seen_tables[where] = name
         result.append(stream)
     return tuple(result)
+
+
+def _sync_type(r: _Reader, value: Any, key: str, stream: Stream) -> SyncType:
+    """The stream's sync type: INCREMENTAL by default; a stream the API sends whole (segments) is FULL_TABLE only."""
+    if stream.read_whole:
+        text = r.text(value, f"{key}.sync_type", required=False) or SyncType.FULL_TABLE.value
+        if text.upper() != SyncType.FULL_TABLE.value:
+            r.problem(
+                f"{key}.sync_type",
+                f"{text!r}: {stream.name} is read whole (the API has no filter for it), so only FULL_TABLE syncs it",
+            )
+        return SyncType.FULL_TABLE
+    text = r.text(value, f"{key}.sync_type", required=False) or SyncType.INCREMENTAL.value
+    try:
+        return SyncType(text.upper())
+    except ValueError:
+        r.problem(f"{key}.sync_type", f"{text!r} is not a sync type; use INCREMENTAL or FULL_TABLE")
+        return SyncType.INCREMENTAL
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

@@ -27,15 +27,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from wootric_ingest import redaction
-from wootric_ingest.streams import PRIMARY_KEY, Field, Kind, Stream
+from wootric_ingest.streams import Field, Kind, Stream
 
 NOT_AN_OBJECT = "not a JSON object"
-NO_ID = "no id"
-BLANK_ID = "the id is a blank string"
-BOOLEAN_ID = "the id is a boolean"
-OBJECT_ID = "the id is an object"
-ARRAY_ID = "the id is an array"
-NOT_WHOLE_ID = "the id is not a whole number of at most 38 digits"
 
 _MAX_ID_DIGITS = 38  # the widest whole number Spark keeps exactly (DECIMAL(38)); ids are strings in the tables
 _NON_BLANK = re.compile(r"[^ \t\n\x0b\f\r]")  # Java's \S: only ASCII whitespace is blank
@@ -73,7 +67,7 @@ def shape(stream: Stream, record: object, extracted_at: datetime, run_id: str) -
         seed = [convert(record.get(name), escaped, mismatches) for name, convert in _converters(stream)]
     else:
         seed = [None] * len(stream.fields)
-    return Shaped((*seed, extracted_at, run_id, raw, None), tuple(mismatches), key_problem(record))
+    return Shaped((*seed, extracted_at, run_id, raw, None), tuple(mismatches), key_problem(record, stream.key))
 
 
 def fetch_time(unix_seconds: float) -> datetime:
@@ -97,25 +91,28 @@ def staged_json(record: object) -> tuple[str, object, bool]:
     return text, record, False
 
 
-def key_problem(record: object) -> str | None:
-    """Why a record cannot be keyed, or None: its id must be a whole number of at most 38 digits or a string with
-    a non-blank character (ids are strings in the tables, so `12` and `"12"` are the same record)."""
+def key_problem(record: object, key: str) -> str | None:
+    """Why a record cannot be keyed by its field `key`, or None: the key must be a whole number of at most 38
+    digits or a string with a non-blank character (keys are strings in the tables, so `12` and `"12"` are the
+    same record)."""
     if not isinstance(record, dict):
         return NOT_AN_OBJECT
-    rid = record.get(PRIMARY_KEY)
-    if rid is None:
-        return NO_ID
-    if isinstance(rid, bool):
-        return BOOLEAN_ID
-    if isinstance(rid, int):
-        return None if len(str(abs(rid))) <= _MAX_ID_DIGITS else NOT_WHOLE_ID
-    if isinstance(rid, str):
-        return None if _NON_BLANK.search(rid) else BLANK_ID
-    if isinstance(rid, dict):
-        return OBJECT_ID
-    if isinstance(rid, list):
-        return ARRAY_ID
-    return NOT_WHOLE_ID
+    value = record.get(key)
+    if value is None:
+        return f"no {key}"
+    if isinstance(value, bool):
+        return f"the {key} is a boolean"
+    if isinstance(value, int):
+        return (
+            None if len(str(abs(value))) <= _MAX_ID_DIGITS else f"the {key} is not a whole number of at most 38 digits"
+        )
+    if isinstance(value, str):
+        return None if _NON_BLANK.search(value) else f"the {key} is a blank string"
+    if isinstance(value, dict):
+        return f"the {key} is an object"
+    if isinstance(value, list):
+        return f"the {key} is an array"
+    return f"the {key} is not a whole number of at most 38 digits"
 
 
 # ----------------------------------------------------------------------------------------------- converters

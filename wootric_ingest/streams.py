@@ -12,8 +12,6 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-PRIMARY_KEY = "id"
-
 
 class Kind(str, enum.Enum):
     """A column's type: the product page's String, Integer and Boolean, and our metadata timestamps."""
@@ -132,6 +130,12 @@ DECLINE_FIELDS = (
     ),
 )
 
+SEGMENT_FIELDS = (
+    _s("name", "Name of the segment: a custom end-user property the account declared (a key of end_user.properties)"),
+    _s("data_type", "The segment's data type: string, date or integer"),
+    _s("created_at", "When the segment was created", time=True),
+)
+
 METADATA_FIELDS = (
     Field("_extracted_at", Kind.TIMESTAMP, "When this run fetched the record (UTC)"),
     _s("_run_id", "The run that last wrote the row (see _wootric_ingest/runs)"),
@@ -148,21 +152,33 @@ METADATA_FIELDS = (
 class Stream:
     """What the client, the lake and the docs need to know about one Wootric stream.
 
-    `cursor_filter` is the API filter that walks `cursor_field`; responses and declines have only a
-    `created` filter, so edits to them are caught by re-reading a look-back window. `cursor_moves`: a
-    change to a record moves its cursor (an end user's `updated_at` jumps to "now"), so the record can
-    move while it is walked.
+    `key` is the field that identifies a record (the table holds one row per key). `cursor_filter` is the API
+    filter that walks `cursor_field`; responses and declines have only a `created` filter, so edits to them are
+    caught by re-reading a look-back window. A stream without one (segments) is a short list the API sends
+    whole in one response: it is read whole, so only FULL_TABLE syncs it. `cursor_moves`: a change to a record
+    moves its cursor (an end user's `updated_at` jumps to "now"), so the record can move while it is walked.
+    `version_field` orders two versions of one record (None: the one fetched last wins). `personal_data`: its
+    records are about end users, so the personal data policy and `forget` apply to it (segments describe the
+    account, not people).
     """
 
     name: str
     description: str
     path: str
     cursor_field: str
-    cursor_filter: str
+    cursor_filter: str | None
     cursor_moves: bool
-    sort_key: str
+    sort_key: str | None
     fields: tuple[Field, ...]
     default_lookback_days: int
+    key: str = "id"
+    version_field: str | None = "updated_at"
+    personal_data: bool = True
+
+    @property
+    def read_whole(self) -> bool:
+        """Whether the API sends the stream whole in one response (no filter to walk, no pages)."""
+        return self.cursor_filter is None
 
     @property
     def table_fields(self) -> tuple[Field, ...]:
@@ -205,6 +221,20 @@ STREAMS: dict[str, Stream] = {
             sort_key="created_at",
             fields=DECLINE_FIELDS,
             default_lookback_days=30,
+        ),
+        Stream(
+            name="segments",
+            description="The account's segments: the custom end-user properties it declared, with their data type.",
+            path="segments",
+            cursor_field="created_at",
+            cursor_filter=None,
+            cursor_moves=False,
+            sort_key=None,
+            fields=SEGMENT_FIELDS,
+            default_lookback_days=0,
+            key="name",
+            version_field=None,
+            personal_data=False,
         ),
     )
 }

@@ -77,6 +77,7 @@ class PageRequest:
 
     def params(self, stream: Stream) -> dict[str, str | int]:
         f = stream.cursor_filter
+        assert f is not None and stream.sort_key is not None, f"{stream.name} is read whole, not by pages"
         return {
             f"{f}[gte]": self.lo,
             f"{f}[lte]": self.hi,

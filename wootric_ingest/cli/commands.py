@@ -281,7 +281,10 @@ def _cmd_check(args, config: SourceConfig) -> int:
                 with closing(client.pages(stream, config.start_date, now)) as pages:
                     first = next(pages, None)
                 records = first.records if first else []
-                print(f"{stream.name}: OK ({len(records)} records on the first page since {_utc(config.start_date)})")
+                where = (
+                    "in the whole list" if stream.read_whole else f"on the first page since {_utc(config.start_date)}"
+                )
+                print(f"{stream.name}: OK ({len(records)} records {where})")
             except Exception as e:
                 failures += 1
                 print(f"{stream.name}: FAILED: {_reason(e)}")
@@ -320,10 +323,13 @@ def _print_plan(config: SourceConfig, source: str, options) -> None:
         else:
             write = "full_sync_write rewrite: one overwrite commit, the table becomes what the API returns"
         print(f"{stream.name}: {plan.mode.value} sync, {plan.reason}")
-        print(
-            f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
-            f"(the API's '{stream.cursor_filter}' filter)"
-        )
+        if stream.read_whole:
+            print(f"  reads   {stream.name} whole, in one request (the API has no filter for it)")
+        else:
+            print(
+                f"  reads   {stream.name} by {stream.cursor_field} from {_utc(plan.since)} to {_utc(plan.until)} "
+                f"(the API's '{stream.cursor_filter}' filter)"
+            )
         if table.managed:
             print(f"  writes  {table.name} (a managed table; {write})")
             if plan.config.folder:

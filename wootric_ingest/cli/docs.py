@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from wootric_ingest.config import PiiConfig
 from wootric_ingest.privacy import Policy
-from wootric_ingest.streams import METADATA_FIELDS, PRIMARY_KEY, STREAMS, Field, Kind, Stream, leaves
+from wootric_ingest.streams import METADATA_FIELDS, STREAMS, Field, Kind, Stream, leaves
 
 _JSON_TYPES = {Kind.STRING: "string", Kind.INTEGER: "integer", Kind.BOOLEAN: "boolean", Kind.TIMESTAMP: "string"}
 
@@ -61,6 +61,26 @@ def _endpoint(stream: Stream) -> str:
     return f"GET /v1/{stream.path}"
 
 
+def _reading(stream: Stream) -> str:
+    """How a run reads the stream, in words."""
+    if stream.read_whole:
+        return (
+            f"cursor `{stream.cursor_field}`; the API sends it whole in one response (no paging, no filter), so it is "
+            "read whole every run: `FULL_TABLE` only. It holds no personal data: the personal data policy and "
+            "`forget` leave it alone"
+        )
+    lookback = (
+        f"; incremental runs re-read the last {stream.default_lookback_days} days (`lookback_days`) to catch edits"
+        if stream.default_lookback_days
+        else ""
+    )
+    return f"cursor `{stream.cursor_field}` (walked with the API's `{stream.cursor_filter}` filter){lookback}"
+
+
+def _sync_types(stream: Stream) -> list[str]:
+    return ["FULL_TABLE"] if stream.read_whole else ["INCREMENTAL", "FULL_TABLE"]
+
+
 def markdown(pii: PiiConfig | None = None) -> str:
     """The streams-and-fields reference (README's "Tables written" section and the agents' skills file); with a
     source's `pii`, its personal data policy too, and each field it hashes or drops marked."""
@@ -75,22 +95,17 @@ def markdown(pii: PiiConfig | None = None) -> str:
         "these "
         "descriptions as column comments, then the metadata columns. Nested fields are struct columns "
         "(`properties.name` is the `name` field of the `properties` struct). Timestamps are strings in ISO-8601 UTC "
-        "(`2018-01-03T07:03:41Z`), so string order is time order. Rows are unique by `id`.",
+        "(`2018-01-03T07:03:41Z`), so string order is time order. Rows are unique by the stream's primary key.",
         "",
     ]
     for stream in STREAMS.values():
-        lookback = (
-            f"; incremental runs re-read the last {stream.default_lookback_days} days (`lookback_days`) to catch edits"
-            if stream.default_lookback_days
-            else ""
-        )
+        labels = _labels(policy if stream.personal_data else None, stream.fields)
         lines += [
             f"### `{stream.name}`",
             "",
-            f"{stream.description} Source: `{_endpoint(stream)}`; primary key `{PRIMARY_KEY}`; cursor "
-            f"`{stream.cursor_field}` (walked with the API's `{stream.cursor_filter}` filter){lookback}.",
+            f"{stream.description} Source: `{_endpoint(stream)}`; primary key `{stream.key}`; {_reading(stream)}.",
             "",
-            *_field_table(stream.fields, _labels(policy, stream.fields)),
+            *_field_table(stream.fields, labels),
             "",
         ]
     lines += [
@@ -124,12 +139,12 @@ def catalog(pii: PiiConfig | None = None) -> dict:
     source's `pii`, its policy (never the salt) and an `x-pii` mark on each field it hashes or drops."""
     policy = pii.policy if pii is not None else None
     marks = {
-        name: {path: action.value for path, action in policy.marks(stream.table_fields)} if policy else {}
+        name: {path: action.value for path, action in policy.marks(stream.table_fields)}
+        | {"_raw": ", ".join(policy.actions)}
+        if policy and stream.personal_data
+        else {}
         for name, stream in STREAMS.items()
     }
-    if policy:
-        for labels in marks.values():
-            labels["_raw"] = ", ".join(policy.actions)
     policy_entry = (
         {"pii": {"hash": list(pii.hash), "drop": list(pii.drop), "fingerprint": pii.fingerprint}}
         if pii is not None
@@ -142,10 +157,10 @@ def catalog(pii: PiiConfig | None = None) -> dict:
                 "stream": stream.name,
                 "description": stream.description,
                 "endpoint": _endpoint(stream),
-                "key_properties": [PRIMARY_KEY],
+                "key_properties": [stream.key],
                 "replication_key": stream.cursor_field,
                 "cursor_filter": stream.cursor_filter,
-                "supported_sync_types": ["INCREMENTAL", "FULL_TABLE"],
+                "supported_sync_types": _sync_types(stream),
                 "default_lookback_days": stream.default_lookback_days,
                 "schema": {
                     "type": "object",

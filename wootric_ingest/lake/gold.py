@@ -8,12 +8,20 @@ local dates and months they touched, and replaces only those dates (`nps_daily`)
 ours yet, when a full sync of a source happened since, or when the change feed cannot say (switched off, or
 vacuumed past). Sources are read at exactly the versions recorded, so a refresh is reproducible.
 
+With the `segments` stream configured (and landed), `nps_by_segment` keeps to the account's segments: only the
+keys of `end_user.properties` the segments table names, with their `data_type`. Its commits record a fingerprint
+of the segments used (name and data type of each); a refresh that finds other segments (one added, removed or
+retyped) recomputes the whole table, which is small. Without the stream, every key is a segment and `data_type`
+is null. The segments stream is FULL_TABLE, so it commits every run: only a change of its content counts.
+
 Local dates are cut in `nps.timezone`: the refresh's own Spark session has it as its session time zone, so
 `to_date` of a response's `created_at` (ISO-8601 UTC) is its date in the account's zone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +39,10 @@ from wootric_ingest.lake.tables import DELETED_AT, Table, encode, one, with_retr
 log = logging.getLogger(__name__)
 
 METADATA_SOURCES = "sources"  # in a gold commit's metadata: {stream: version} it reflects
-SOURCES = ("responses", "declines")
+METADATA_SEGMENTS = "segments"  # in an nps_by_segment commit's metadata: the fingerprint of the segments it used
+SOURCES = ("responses", "declines")  # the dated streams whose commits a refresh follows date by date
+SEGMENTS = "segments"
+FOLLOWS = (*SOURCES, SEGMENTS)  # a run of any of these streams refreshes the gold layer
 FULL, INCREMENTAL = "FULL", "INCREMENTAL"
 
 COUNTS = [
@@ -62,6 +73,11 @@ BY_SEGMENT_SCHEMA = StructType(
         column("segment", StringType(), "A key of the response's end_user.properties (its snapshot at response time)"),
         column("value", StringType(), "That key's value, as text"),
         *COUNTS,
+        column(
+            "data_type",
+            StringType(),
+            "The segment's data type (string, date or integer) from the segments stream; null without that stream",
+        ),
     ]
 )
 BY_TAG_SCHEMA = StructType(
@@ -81,14 +97,22 @@ class GoldTable:
     schema: StructType
     holds: str
     scope: str  # `date` or `month`
-    sources: tuple[str, ...]  # the streams it is computed from
+    sources: tuple[str, ...]  # the dated streams it is computed from
+    account_segments: bool = False  # keeps to the account's segments when the segments stream is configured
 
 
 GOLD = (
     GoldTable(
         "nps_daily", DAILY_SCHEMA, "NPS per local date, one row per date with responses or declines", "date", SOURCES
     ),
-    GoldTable("nps_by_segment", BY_SEGMENT_SCHEMA, "NPS per local month, segment and value", "month", ("responses",)),
+    GoldTable(
+        "nps_by_segment",
+        BY_SEGMENT_SCHEMA,
+        "NPS per local month, segment and value",
+        "month",
+        ("responses",),
+        account_segments=True,
+    ),
     GoldTable("nps_by_tag", BY_TAG_SCHEMA, "NPS per local month and tag", "month", ("responses",)),
 )
 
@@ -177,9 +201,10 @@ def daily(responses: DataFrame, declines: DataFrame | None) -> DataFrame:
     return _aggregate(rows, ["date"], [F.count_if("_decline").alias("declines")]).select(*DAILY_SCHEMA.fieldNames())
 
 
-def by_segment(responses: DataFrame) -> DataFrame:
-    """`nps_by_segment` of these responses: each key of `end_user.properties`, its value as text. A response
-    whose properties are not a JSON object is in no segment."""
+def by_segment(responses: DataFrame, segments: DataFrame | None = None) -> DataFrame:
+    """`nps_by_segment` of these responses: each key of `end_user.properties`, its value as text; with `segments`
+    (the account's segments: `name`, `data_type`), only the keys it names (exactly), with their data type. A
+    response whose properties are not a JSON object is in no segment."""
     properties = F.from_json(F.col("end_user.properties"), "map<string,string>")
     rows = (
         scored(responses)
@@ -187,7 +212,11 @@ def by_segment(responses: DataFrame) -> DataFrame:
         .select("month", F.explode(properties).alias("segment", "value"), "_counted", "_category", "_excluded")
         .where("value IS NOT NULL")
     )
-    return _aggregate(rows, ["month", "segment", "value"]).select(*BY_SEGMENT_SCHEMA.fieldNames())
+    if segments is None:
+        rows = rows.withColumn("data_type", F.lit(None).cast(StringType()))
+    else:
+        rows = rows.join(F.broadcast(segments.select(F.col("name").alias("segment"), "data_type")), "segment")
+    return _aggregate(rows, ["month", "segment", "value", "data_type"]).select(*BY_SEGMENT_SCHEMA.fieldNames())
 
 
 def by_tag(responses: DataFrame) -> DataFrame:
@@ -217,7 +246,27 @@ def left_out(responses: DataFrame) -> dict[str, int]:
 
 
 _SCORE_REASONS = (nps.NO_CREATED_AT, nps.NO_SCORE, nps.SCORE_NOT_A_NUMBER, nps.SCORE_OUT_OF_RANGE)
-_BUILDERS = {"nps_daily": daily, "nps_by_segment": by_segment, "nps_by_tag": by_tag}
+
+
+def account_segments(lakehouse: Lakehouse, session: SparkSession) -> DataFrame | None:
+    """The account's live segments (`name`, `data_type`) at the segments table's current version, read through
+    `session`; None when the segments stream is not configured or has not landed yet."""
+    config = lakehouse.config
+    if not config.has_stream(SEGMENTS):
+        return None
+    table = lakehouse.table(config.stream(SEGMENTS))
+    if not table.exists():
+        return None
+    return table.read_version(table.version(), session).where(F.col(DELETED_AT).isNull()).select("name", "data_type")
+
+
+def fingerprint(segments: DataFrame | None) -> str | None:
+    """What an `nps_by_segment` commit records of the segments it kept to: SHA-256 of their sorted names and data
+    types (None: no segments stream, every key is a segment)."""
+    if segments is None:
+        return None
+    pairs = sorted((r["name"], r["data_type"]) for r in segments.collect())
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
 
 
 class _Sources:
@@ -228,6 +277,8 @@ class _Sources:
         config = lakehouse.config
         self.tables = {s: lakehouse.table(config.stream(s)) for s in SOURCES if config.has_stream(s)}
         self.versions = {s: t.version() for s, t in self.tables.items() if t.exists()}
+        self.segments = account_segments(lakehouse, session)  # at one version: the fingerprint and the join agree
+        self.segments_fingerprint = fingerprint(self.segments)
         self._full: dict[str, tuple[int, ...]] = {}
         self._dates: dict[tuple[str, int, int], frozenset[date]] = {}
 
@@ -322,9 +373,27 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     table.ensure()
     commits = table.commits(limit=20)
     since = {k: int(v) for k, v in (commits[0].metadata.get(METADATA_SOURCES, {}) if commits else {}).items()}
-    if commits and {s: v for s, v in since.items() if s in spec.sources} == sources.current(spec.sources):
+    segments_now = sources.segments_fingerprint if spec.account_segments else None
+    segments_before = commits[0].metadata.get(METADATA_SEGMENTS) if commits else None
+    segments_changed = bool(commits) and segments_before != segments_now
+    if (
+        commits
+        and not segments_changed
+        and {s: v for s, v in since.items() if s in spec.sources} == sources.current(spec.sources)
+    ):
         return _Refreshed(None, "no source commit since the last refresh")
-    why_full = "no refresh yet" if not commits else sources.why_full(since, spec.sources)
+    if not commits:
+        why_full: str | None = "no refresh yet"
+    elif segments_changed:
+        why_full = (
+            "the segments stream is no longer configured"
+            if segments_now is None
+            else "the segments stream is new to the gold layer"
+            if segments_before is None
+            else "the account's segments changed"
+        )
+    else:
+        why_full = sources.why_full(since, spec.sources)
     responses, declines = sources.read("responses"), sources.read("declines")
     assert responses is not None  # validation requires the responses stream
     dates: set[date] = set()
@@ -343,8 +412,12 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     else:
         reason = f"recomputed from scratch: {why_full}"
         condition = F.lit(True)
-    builder = _BUILDERS[spec.name]
-    rows = builder(responses, declines) if spec.name == "nps_daily" else builder(responses)  # type: ignore[operator]
+    if spec.name == "nps_daily":
+        rows = daily(responses, declines)
+    elif spec.account_segments:
+        rows = by_segment(responses, sources.segments)
+    else:
+        rows = by_tag(responses)
     mode = INCREMENTAL if why_full is None else FULL
     metadata = {
         "run_id": run_id,
@@ -352,6 +425,7 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
         "refresh": mode,
         "reason": reason,
         METADATA_SOURCES: sources.versions,
+        **({METADATA_SEGMENTS: segments_now} if spec.account_segments else {}),
     }
     writer = rows.writeTo(table.sql).option("userMetadata", encode(metadata))
     with_retries(lambda: writer.overwrite(condition), f"refreshing {table}")

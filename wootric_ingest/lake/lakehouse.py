@@ -96,14 +96,16 @@ class Lakehouse:
         """The stream's table (one object per stream, shared by the run's threads)."""
         with self._lock:
             if stream.name not in self._tables:
-                labels, tags = pii_labels(self.policy, stream.stream)
+                labels, tags = pii_labels(self.policy, stream.stream) if stream.stream.personal_data else ({}, {})
                 self._tables[stream.name] = StreamTable(
                     self.spark,
                     stream.stream,
                     self.properties,
                     path=None if self.layout.managed else self.layout.table_path(stream),
                     name=self.layout.metastore_name(stream),
-                    comment=self._comment(f"{stream.stream.description} Wootric stream {stream.name}, one row per id"),
+                    comment=self._comment(
+                        f"{stream.stream.description} Wootric stream {stream.name}, one row per {stream.stream.key}"
+                    ),
                     labels=labels,
                     tags=tags if self.layout.managed and on_databricks() else None,
                 )
@@ -173,7 +175,7 @@ class Lakehouse:
             self.layout.staging_folder(run_id, stream),
             STREAMS[stream],
             run_id,
-            policy=self.policy,
+            policy=self.policy if STREAMS[stream].personal_data else None,
             **batching,
         )
 
@@ -182,8 +184,14 @@ class Lakehouse:
         root = self.layout.staging_root
         return {run for run in self.files.names(root) if stream in self.files.names(f"{root}/{run}")}
 
-    def locks(self, streams: Iterable[StreamConfig], run_id: str, **timing: Any) -> TableLocks:
-        """The locks of the tables a run writes for `streams`, to be taken together."""
-        return TableLocks(
-            self.files, self.layout.locks_folder, [self.layout.lock_name(s) for s in streams], run_id, **timing
-        )
+    def locks(
+        self, streams: Iterable[StreamConfig], run_id: str, *, gold: tuple[str, ...] = (), **timing: Any
+    ) -> TableLocks:
+        """The locks of the tables a run writes for `streams`, and of the gold tables named in `gold` (which it
+        refreshes), to be taken together."""
+        names = [self.layout.lock_name(s) for s in streams]
+        if gold:
+            nps = self.config.nps
+            assert nps is not None, "the gold layer needs the nps section"
+            names += [self.layout.gold_lock_name(nps, table) for table in gold]
+        return TableLocks(self.files, self.layout.locks_folder, names, run_id, **timing)

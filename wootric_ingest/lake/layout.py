@@ -40,6 +40,10 @@ class Layout:
         """A gold table's path, laid out as a stream's: `{root}/{layer}/{folder}/{prefix}{table}`."""
         return self._path(nps.layer, nps.folder, f"{self.catalog.table_prefix}{table}")
 
+    def gold_lock_name(self, nps: NpsConfig, table: str) -> str:
+        """A gold table's lock, named as a stream table's."""
+        return ".".join(p for p in (nps.layer, nps.folder, f"{self.catalog.table_prefix}{table}") if p)
+
     def gold_name(self, nps: NpsConfig, table: str) -> str | None:
         """A gold table's metastore name, `{catalog}.{layer}.{prefix}{table}`, as a stream's."""
         return self._name(nps.layer, f"{self.catalog.table_prefix}{table}")

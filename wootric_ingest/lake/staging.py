@@ -38,7 +38,7 @@ from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.lake.storage import Storage
 from wootric_ingest.privacy import Policy
 from wootric_ingest.shaping import fetch_time, shape
-from wootric_ingest.streams import PRIMARY_KEY, Stream
+from wootric_ingest.streams import Stream
 
 MANIFEST = "_manifest.json"
 DEFAULT_BATCH_RECORDS = 5_000
@@ -135,7 +135,7 @@ class StagingArea:
             (int(m.group(1)) for m in map(_NUMBERED.match, self.files.names(self.folder)) if m), default=-1
         )
         names = [f.name for f in stream.fields]
-        self._id, self._cursor = names.index(PRIMARY_KEY), names.index(stream.cursor_field)
+        self._id, self._cursor = names.index(stream.key), names.index(stream.cursor_field)
         self._pending_ranges: list[Range] = []
         self._clear()
 

@@ -39,7 +39,7 @@ from pyspark.storagelevel import StorageLevel
 
 from wootric_ingest.config import FullSyncWrite
 from wootric_ingest.lake.schemas import marked, table_schema
-from wootric_ingest.streams import PRIMARY_KEY, Stream
+from wootric_ingest.streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,17 @@ CONFLICTS = (
 _JAVA_CONFLICTS = {f"io.delta.exceptions.{c.__name__}" for c in CONFLICTS}
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
-#: A matched row is rewritten only when the incoming record is newer: a later `updated_at`, or the same
-#: (or an unknown) one with different content, i.e. an edit within the same second; or when the row was marked
-#: deleted and its record is back. Unchanged rows stay put.
-NEWER = "(coalesce(s.updated_at >= t.updated_at, true) AND NOT (s._raw <=> t._raw)) OR t._deleted_at IS NOT NULL"
+
+def newer(stream: Stream) -> str:
+    """When a matched row is rewritten: only when the incoming record is newer, i.e. a later version field
+    (`updated_at`), or the same (or an unknown) one with different content, an edit within the same second; or
+    when the row was marked deleted and its record is back. Unchanged rows stay put. A stream without a version
+    field (segments) rewrites a row whose content differs."""
+    version = stream.version_field
+    later = f"coalesce(s.{version} >= t.{version}, true) AND " if version else ""
+    return f"({later}NOT (s._raw <=> t._raw)) OR t._deleted_at IS NOT NULL"
+
+
 DELETED_AT = "_deleted_at"
 _GONE = "_gone"  # the MERGE source's marker of an id the source no longer has
 
@@ -383,7 +390,7 @@ class Table:
 
 
 class StreamTable(Table):
-    """One stream's table: rows unique by id, written by one MERGE or one overwrite per run."""
+    """One stream's table: rows unique by the stream's key, written by one MERGE or one overwrite per run."""
 
     def __init__(
         self,
@@ -401,6 +408,13 @@ class StreamTable(Table):
         schema = marked(table_schema(stream), labels or {})
         super().__init__(spark, schema, properties, path=path, name=name, comment=comment, tags=tags)
         self.stream = stream
+        self.key = stream.key
+        self.newer = newer(stream)
+
+    def _compared(self) -> DataFrame:
+        """The columns of the table a MERGE compares incoming records with (see `newer`)."""
+        version = [self.stream.version_field] if self.stream.version_field else []
+        return self.read().select(self.key, *version, "_raw", DELETED_AT)
 
     def full_sync(
         self, rows: DataFrame, metadata: dict, run_id: str, *, write: FullSyncWrite, soft: bool, at: datetime
@@ -408,7 +422,7 @@ class StreamTable(Table):
         """Make the table equal to the source (`rows`: every record it has now), in one commit.
 
         `rewrite` overwrites the table. `merge` MERGEs only the rows that change it: new ids, records newer than
-        their row (see NEWER), and ids the source no longer has, so its change feed holds exactly those rows and
+        their row (see `newer`), and ids the source no longer has, so its change feed holds exactly those rows and
         files of unchanged rows are not rewritten; a MERGE into an empty table is an overwrite (the same rows,
         files by id range). An id the source no longer has is removed, or with `soft` its row keeps its last
         content and gets `_deleted_at` = `at` (a row already marked keeps its first mark). Both ways leave the
@@ -418,7 +432,7 @@ class StreamTable(Table):
             self._reconcile(rows, metadata, run_id, soft=soft, at=at)
             return
         if soft:
-            gone = self.read().join(rows.select(PRIMARY_KEY), PRIMARY_KEY, "left_anti")
+            gone = self.read().join(rows.select(self.key), self.key, "left_anti")
             rows = _live(rows).unionByName(gone.withColumn(DELETED_AT, F.coalesce(DELETED_AT, F.lit(at))))
         self.overwrite(rows, metadata, run_id)
 
@@ -452,11 +466,11 @@ class StreamTable(Table):
         The source's unchanged records stay out of it: Delta rewrites every file holding a matched row, even one
         no clause then changes (`WHEN NOT MATCHED BY SOURCE` would need them all in the source, matching every
         row). The ids that are gone come from the table's side instead, each as a marker row."""
-        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw", DELETED_AT)
-        key = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
-        changing = _live(rows).alias("s").join(table.alias("t"), key, "left").where(NEWER).select("s.*")
+        table = self._compared()
+        key = F.col(f"t.{self.key}") == F.col(f"s.{self.key}")
+        changing = _live(rows).alias("s").join(table.alias("t"), key, "left").where(self.newer).select("s.*")
         gone = table.where(F.col(DELETED_AT).isNull()) if soft else table
-        gone = gone.join(rows.select(PRIMARY_KEY), PRIMARY_KEY, "left_anti").select(PRIMARY_KEY)
+        gone = gone.join(rows.select(self.key), self.key, "left_anti").select(self.key)
         source = (
             changing.withColumn(_GONE, F.lit(False))
             .unionByName(gone.withColumn(_GONE, F.lit(True)), allowMissingColumns=True)
@@ -474,7 +488,7 @@ class StreamTable(Table):
                 merge = merge.whenMatchedUpdate(condition=f"s.{_GONE}", set={DELETED_AT: F.lit(at)})
             else:
                 merge = merge.whenMatchedDelete(condition=f"s.{_GONE}")
-            merge = merge.whenMatchedUpdate(condition=f"NOT s.{_GONE} AND ({NEWER})", set=columns)
+            merge = merge.whenMatchedUpdate(condition=f"NOT s.{_GONE} AND ({self.newer})", set=columns)
             merge = merge.whenNotMatchedInsert(condition=f"NOT s.{_GONE}", values=columns)
             with_retries(merge.execute, f"merging a full sync into {self}")
         finally:
@@ -493,14 +507,14 @@ class StreamTable(Table):
         can match lies in that range, so the result is the same, but Delta skips the files whose id statistics
         lie outside it. Ids grow with creation time, so an incremental sync, which re-reads recent records,
         reads the table's newest files instead of all of them."""
-        in_range = F.col(f"t.{PRIMARY_KEY}").between(*ids) if ids is not None else F.lit(True)
-        condition = F.col(f"t.{PRIMARY_KEY}") == F.col(f"s.{PRIMARY_KEY}")
-        table = self.read().select(PRIMARY_KEY, "updated_at", "_raw", DELETED_AT)
+        in_range = F.col(f"t.{self.key}").between(*ids) if ids is not None else F.lit(True)
+        condition = F.col(f"t.{self.key}") == F.col(f"s.{self.key}")
+        table = self._compared()
         changing = (
             _live(rows)
             .alias("s")
             .join(table.alias("t").where(in_range), condition, "left")
-            .where(NEWER)
+            .where(self.newer)
             .select("s.*")
             .persist(StorageLevel.DISK_ONLY)
         )  # disk: the heap stays flat
@@ -509,12 +523,12 @@ class StreamTable(Table):
                 return False
             session = self._committing(metadata, run_id)
 
-            def attempt() -> None:  # NEWER again: a concurrent writer may have changed the table since
+            def attempt() -> None:  # `newer` again: a concurrent writer may have changed the table since
                 (
                     self.delta(session)
                     .alias("t")
                     .merge(changing.alias("s"), condition & in_range)
-                    .whenMatchedUpdateAll(condition=NEWER)
+                    .whenMatchedUpdateAll(condition=self.newer)
                     .whenNotMatchedInsertAll()
                     .execute()
                 )
@@ -545,7 +559,7 @@ class StreamTable(Table):
         live_before, live_after = F.col(f"b.{DELETED_AT}").isNull(), F.col(f"a.{DELETED_AT}").isNull()
         counts = one(
             before.alias("b")
-            .join(after.alias("a"), PRIMARY_KEY, "full_outer")
+            .join(after.alias("a"), self.key, "full_outer")
             .agg(
                 F.count_if(b.isNull() & a).alias("inserted"),
                 F.count_if(b & a & (~F.col("b._raw").eqNullSafe(F.col("a._raw")) | (~live_before & live_after))).alias(
@@ -558,7 +572,7 @@ class StreamTable(Table):
         return RowChanges(counts["inserted"], counts["updated"], counts["deleted"], counts["marked"])
 
     def _version(self, version: int) -> DataFrame:
-        return _live(self.read_version(version)).select(PRIMARY_KEY, "_raw", DELETED_AT, F.lit(True).alias("_present"))
+        return _live(self.read_version(version)).select(self.key, "_raw", DELETED_AT, F.lit(True).alias("_present"))
 
 
 def _live(rows: DataFrame) -> DataFrame:

@@ -33,16 +33,21 @@ from wootric_ingest.lake.schemas import table_schema
 from wootric_ingest.lake.state import last_full_sync
 from wootric_ingest.lake.tables import StreamTable, Table
 from wootric_ingest.privacy import Action, Path, Policy, normalised
-from wootric_ingest.streams import PRIMARY_KEY, STREAMS
+from wootric_ingest.streams import STREAMS
 
 log = logging.getLogger(__name__)
 
 FORGET = "FORGET"
 REJECTED = "rejected"
 
-#: Where each stream's rows name a person: the email column and the end-user id column (paths).
+#: Where each stream's rows name a person: the email column and the end-user id column (paths). Streams without
+#: personal data (segments) have neither and are left alone.
 _EMAIL: dict[str, Path] = {"end_users": ("email",), "responses": ("end_user", "email")}
-_USER_ID: dict[str, Path] = {"end_users": (PRIMARY_KEY,), "responses": ("end_user_id",), "declines": ("end_user_id",)}
+_USER_ID: dict[str, Path] = {
+    "end_users": (STREAMS["end_users"].key,),
+    "responses": ("end_user_id",),
+    "declines": ("end_user_id",),
+}
 #: Where a record as sent (`_raw`, a rejected record) names one.
 _RECORD_EMAILS: tuple[Path, ...] = (("email",), ("end_user", "email"))
 _RECORD_USER_ID: Path = ("end_user_id",)
@@ -145,14 +150,16 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False) -> Era
     names = sorted({pseudonym(lakehouse.policy, v, salted) for v in (*lookup.emails, *lookup.ids)})
     ages_out = now + timedelta(days=config.delta_log_retention_days)
     streams = [s for s in config.streams if s.name in _USER_ID]
-    with lakehouse.locks(config.streams, run_id):
+    gold = tuple(spec.name for spec in GOLD) if config.nps is not None else ()
+    with lakehouse.locks(config.streams, run_id, gold=gold):
         tables = {s.name: lakehouse.table(s) for s in streams if lakehouse.table(s).exists()}
         ids, found_emails, found_ids = set(lookup.ids), set[str](), set[str]()
         if "end_users" in tables:
             path = _EMAIL["end_users"]
             matched = tables["end_users"].read().where(lookup.email(_column(path), path))
-            for row in matched.select(PRIMARY_KEY, _column(path).alias("email")).collect():
-                ids.add(row[PRIMARY_KEY])
+            key = STREAMS["end_users"].key
+            for row in matched.select(key, _column(path).alias("email")).collect():
+                ids.add(row[key])
                 found_emails.add(row["email"])
         erased = []
         for name, table in tables.items():
@@ -165,7 +172,7 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False) -> Era
             summary = _summary(gone, _column(id_path), email, F.substring("created_at", 1, 10))
             found_ids.update(summary.users)
             found_emails.update(summary.emails)
-            erased.append(_erase(table, name, gone, summary, (PRIMARY_KEY,), run_id, names, ages_out))
+            erased.append(_erase(table, name, gone, summary, (table.key,), run_id, names, ages_out))
         if lakehouse.rejected.table.exists():
             gone = lakehouse.rejected.table.read().where(lookup.record(ids))
             email = F.coalesce(*[_in_record(p) for p in _RECORD_EMAILS])  # one per stream: never both

@@ -10,6 +10,10 @@ cannot depend on the table's history go first, while the JVM starts: a FULL_TABL
 a path table that does not exist yet (first run), when no interrupted staging waits to be resumed. Such a
 stream is planned again from its table's history before it lands, and lands only if that plan fetches the
 same range; the other streams are planned from the history before they are fetched, as always.
+
+A run that refreshes the NPS gold layer (it syncs one of the streams the layer follows) also takes the gold
+tables' locks, and refreshes them after its streams landed, before it gives the locks back: a concurrent run or
+`forget` cannot refresh them beside it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from wootric_ingest import redaction
 from wootric_ingest.api import WootricClient
 from wootric_ingest.api.errors import WootricError
 from wootric_ingest.config import SourceConfig, StreamConfig, SyncType
+from wootric_ingest.lake.gold import FOLLOWS as GOLD_FOLLOWS
 from wootric_ingest.lake.gold import GOLD, gold_table, refresh
-from wootric_ingest.lake.gold import SOURCES as GOLD_SOURCES
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.state import SyncMode, TableState, read_state
@@ -92,7 +96,8 @@ def run(
     client = client or WootricClient(config.api)
     try:
         client.authenticate()  # bad credentials fail here, before any table is touched
-        locks = lakehouse.locks(selected, run_id)
+        refreshes_gold = config.nps is not None and any(s.name in GOLD_FOLLOWS for s in selected)
+        locks = lakehouse.locks(selected, run_id, gold=tuple(spec.name for spec in GOLD) if refreshes_gold else ())
         with (
             locks,
             ThreadPoolExecutor(max_workers=len(selected) + 1, thread_name_prefix="wootric-landing") as lander,
@@ -130,8 +135,9 @@ def run(
                     _land, lakehouse, run_id, options, stream, staging, fetched, confirm
                 )
             results = [landed[s.name].result() for s in selected]
-        if config.nps is not None and any(s.name in GOLD_SOURCES for s in selected):
-            results.append(_record(lakehouse, run_id, options, _refresh_gold(lakehouse, run_id)))
+            if refreshes_gold:  # still holding the gold tables' locks: no concurrent run or forget refreshes them
+                locks.check()
+                results.append(_record(lakehouse, run_id, options, _refresh_gold(lakehouse, run_id)))
         return results
     finally:
         if own_client:

@@ -30,7 +30,7 @@ from wootric_ingest.lake.state import SyncMode
 from wootric_ingest.lake.tables import CommitInfo, StreamTable
 from wootric_ingest.run.planning import Plan
 from wootric_ingest.run.progress import Progress
-from wootric_ingest.streams import PRIMARY_KEY
+from wootric_ingest.streams import Stream
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     if census.rows:
         staged = spark.read.schema(table.schema).parquet(*staging.parts()).withColumn("_run_id", F.lit(run_id))
         files = -(-census.rows // FULL_SYNC_FILE_ROWS) if plan.mode is SyncMode.FULL else None
-        rows = latest_per_id(staged, files)
+        rows = latest_per_id(stream, staged, files)
     mismatches = {column: n for column, n in census.type_mismatches.items() if n}
     if mismatches:
         log.warning(
@@ -179,16 +179,15 @@ def _table_rows(table: StreamTable, commit: CommitInfo | None) -> int:
     return table.count()
 
 
-def latest_per_id(rows: DataFrame, files: int | None = None) -> DataFrame:
-    """One row per id: the newest `updated_at`, then the latest fetch, then the raw text, so ties resolve the
-    same way whatever order pages arrived in.
+def latest_per_id(stream: Stream, rows: DataFrame, files: int | None = None) -> DataFrame:
+    """One row per key (the stream's `key`): the newest version (`updated_at`; segments have none), then the latest
+    fetch, then the raw text, so ties resolve the same way whatever order pages arrived in.
 
     With `files` (a full sync), the shuffle partitions by id range into that many partitions and the window
     reuses it, so each file written holds a narrow id range and a later MERGE can skip the files outside its ids;
     into one partition, Spark needs no sampling pass for the range. Without (an incremental sync), the window's
     own shuffle by id, which the MERGE's join by id reuses."""
-    order = Window.partitionBy(PRIMARY_KEY).orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("_extracted_at").desc(), F.col("_raw").desc()
-    )
-    ranged = rows.repartitionByRange(files, PRIMARY_KEY) if files else rows
+    version = [F.col(stream.version_field).desc_nulls_last()] if stream.version_field else []
+    order = Window.partitionBy(stream.key).orderBy(*version, F.col("_extracted_at").desc(), F.col("_raw").desc())
+    ranged = rows.repartitionByRange(files, stream.key) if files else rows
     return ranged.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")

@@ -60,7 +60,7 @@ def plan_stream(
 ) -> Plan:
     """The plan for one stream, from its table's state as the table and its history tell it."""
     until = now.replace(microsecond=0)
-    pii = config.pii.fingerprint
+    pii = config.pii.fingerprint if stream_config.stream.personal_data else None
 
     def full(reason: str) -> Plan:
         return Plan(

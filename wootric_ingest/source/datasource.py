@@ -25,6 +25,9 @@ second has been handed to a micro-batch. A micro-batch reads (start, end], and `
 and no second is shared by two batches (no ids need carrying over). Replaying a batch after a failure plans
 the same windows from the same offsets. With `lookback_days`, each micro-batch also re-reads the days before
 its start; the re-read records are emitted again, and a MERGE by id downstream absorbs them.
+
+`segments`, which the API sends whole in one response, is read in a batch only, as one partition and one request
+(every segment, whatever its `created_at`); a streaming read of it is refused.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from wootric_ingest import redaction
 from wootric_ingest.api import WootricClient
 from wootric_ingest.lake.schemas import spark_schema
 from wootric_ingest.shaping import fetch_time, shape
-from wootric_ingest.source.options import ReadOptions, parse_options
+from wootric_ingest.source.options import OptionError, ReadOptions, parse_options
 from wootric_ingest.streams import METADATA_FIELDS, Stream
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,9 @@ class WootricDataSource(DataSource):
         return WootricBatchReader(self.read_options)
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
+        stream = self.read_options.stream
+        if stream.read_whole:
+            raise OptionError([f"stream: {stream.name} is read whole, in one request; read it with spark.read"])
         return WootricStreamReader(self.read_options)
 
 
@@ -136,6 +142,8 @@ class WootricBatchReader(DataSourceReader):
     def partitions(self) -> list[WindowPartition]:
         check_credentials(self.options)
         end = self.options.end if self.options.end is not None else math.floor(time.time())
+        if self.options.stream.read_whole:
+            return [WindowPartition(self.options.start, end, 1.0)]
         return plan_windows(self.options.start, end, self.options.api.max_concurrency)
 
     def read(self, partition: InputPartition) -> Iterator[tuple]:
