@@ -115,7 +115,7 @@ def test_a_local_session_maps_the_class_archive_setup_recorded(spark):
     same JVM with sharing required (`-Xshare:on`) starts with it, where a stale archive would stop it."""
     jvm = spark.sparkContext._jvm
     arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
-    assert "-XX:TieredStopAtLevel=1" in arguments
+    assert {"-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m"} <= set(arguments)
     assert f"-XX:SharedArchiveFile={class_archive()}" in arguments
     java = Path(jvm.System.getProperty("java.home")) / "bin" / "java"
     class_path = jvm.System.getProperty("java.class.path")

@@ -46,8 +46,15 @@ LOCAL_CONF = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
 }
 
-#: The local JVM's own options (see the module's doc).
-JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+#: The local JVM's own options (see the module's doc). C1 alone gets a code cache of 48 MB by default, which
+#: Spark's generated code fills within minutes of a long session (a test suite, a long run); a full cache sets
+#: the JVM sweeping it instead of working, so it gets the 240 MB the JVM gives C1 and C2 together.
+JVM_OPTIONS = (
+    "-XX:TieredStopAtLevel=1",
+    "-XX:ReservedCodeCacheSize=240m",
+    "-Xlog:cds=off",
+    "-Xlog:cds+dynamic=off",
+)
 
 #: What a local JVM prints on its own, outside log4j, that no user can act on: Spark 4 loads an incubator module.
 _JVM_NOISE = (b"WARNING: Using incubator modules",)
