@@ -408,13 +408,12 @@ class StreamTable(Table):
         schema = marked(table_schema(stream), labels or {})
         super().__init__(spark, schema, properties, path=path, name=name, comment=comment, tags=tags)
         self.stream = stream
-        self.key = stream.key
         self.newer = newer(stream)
 
     def _compared(self) -> DataFrame:
         """The columns of the table a MERGE compares incoming records with (see `newer`)."""
         version = [self.stream.version_field] if self.stream.version_field else []
-        return self.read().select(self.key, *version, "_raw", DELETED_AT)
+        return self.read().select(self.stream.key, *version, "_raw", DELETED_AT)
 
     def full_sync(
         self, rows: DataFrame, metadata: dict, run_id: str, *, write: FullSyncWrite, soft: bool, at: datetime
@@ -432,7 +431,7 @@ class StreamTable(Table):
             self._reconcile(rows, metadata, run_id, soft=soft, at=at)
             return
         if soft:
-            gone = self.read().join(rows.select(self.key), self.key, "left_anti")
+            gone = self.read().join(rows.select(self.stream.key), self.stream.key, "left_anti")
             rows = _live(rows).unionByName(gone.withColumn(DELETED_AT, F.coalesce(DELETED_AT, F.lit(at))))
         self.overwrite(rows, metadata, run_id)
 
@@ -467,10 +466,10 @@ class StreamTable(Table):
         no clause then changes (`WHEN NOT MATCHED BY SOURCE` would need them all in the source, matching every
         row). The ids that are gone come from the table's side instead, each as a marker row."""
         table = self._compared()
-        key = F.col(f"t.{self.key}") == F.col(f"s.{self.key}")
+        key = F.col(f"t.{self.stream.key}") == F.col(f"s.{self.stream.key}")
         changing = _live(rows).alias("s").join(table.alias("t"), key, "left").where(self.newer).select("s.*")
         gone = table.where(F.col(DELETED_AT).isNull()) if soft else table
-        gone = gone.join(rows.select(self.key), self.key, "left_anti").select(self.key)
+        gone = gone.join(rows.select(self.stream.key), self.stream.key, "left_anti").select(self.stream.key)
         source = (
             changing.withColumn(_GONE, F.lit(False))
             .unionByName(gone.withColumn(_GONE, F.lit(True)), allowMissingColumns=True)
@@ -507,8 +506,8 @@ class StreamTable(Table):
         can match lies in that range, so the result is the same, but Delta skips the files whose id statistics
         lie outside it. Ids grow with creation time, so an incremental sync, which re-reads recent records,
         reads the table's newest files instead of all of them."""
-        in_range = F.col(f"t.{self.key}").between(*ids) if ids is not None else F.lit(True)
-        condition = F.col(f"t.{self.key}") == F.col(f"s.{self.key}")
+        in_range = F.col(f"t.{self.stream.key}").between(*ids) if ids is not None else F.lit(True)
+        condition = F.col(f"t.{self.stream.key}") == F.col(f"s.{self.stream.key}")
         table = self._compared()
         changing = (
             _live(rows)
@@ -559,7 +558,7 @@ class StreamTable(Table):
         live_before, live_after = F.col(f"b.{DELETED_AT}").isNull(), F.col(f"a.{DELETED_AT}").isNull()
         counts = one(
             before.alias("b")
-            .join(after.alias("a"), self.key, "full_outer")
+            .join(after.alias("a"), self.stream.key, "full_outer")
             .agg(
                 F.count_if(b.isNull() & a).alias("inserted"),
                 F.count_if(b & a & (~F.col("b._raw").eqNullSafe(F.col("a._raw")) | (~live_before & live_after))).alias(
@@ -572,7 +571,9 @@ class StreamTable(Table):
         return RowChanges(counts["inserted"], counts["updated"], counts["deleted"], counts["marked"])
 
     def _version(self, version: int) -> DataFrame:
-        return _live(self.read_version(version)).select(self.key, "_raw", DELETED_AT, F.lit(True).alias("_present"))
+        return _live(self.read_version(version)).select(
+            self.stream.key, "_raw", DELETED_AT, F.lit(True).alias("_present")
+        )
 
 
 def _live(rows: DataFrame) -> DataFrame:

@@ -172,7 +172,7 @@ def forget(lakehouse: Lakehouse, people: People, *, vacuum: bool = False) -> Era
             summary = _summary(gone, _column(id_path), email, F.substring("created_at", 1, 10))
             found_ids.update(summary.users)
             found_emails.update(summary.emails)
-            erased.append(_erase(table, name, gone, summary, (table.key,), run_id, names, ages_out))
+            erased.append(_erase(table, name, gone, summary, (table.stream.key,), run_id, names, ages_out))
         if lakehouse.rejected.table.exists():
             gone = lakehouse.rejected.table.read().where(lookup.record(ids))
             email = F.coalesce(*[_in_record(p) for p in _RECORD_EMAILS])  # one per stream: never both
