@@ -199,7 +199,7 @@ def child_naive(root: str) -> dict:
 
     from wootric_ingest.lake.state import SyncMode
     from wootric_ingest.lake.tables import StreamTable
-    from wootric_ingest.run.landing import latest_per_id
+    from wootric_ingest.run.landing import latest_per_key
     from wootric_ingest.shaping import shape
 
     spark, spark_start, lakehouse, kept = _lakehouses(None, root, None)
@@ -218,7 +218,7 @@ def child_naive(root: str) -> dict:
         started = time.monotonic()
         table.ensure()  # as `land` does
         shaped = [shape(plan.stream, record, fetched, "naive").values for record, fetched in records]
-        rows = latest_per_id(plan.stream, spark.createDataFrame(shaped, table.schema))
+        rows = latest_per_key(plan.stream, spark.createDataFrame(shaped, table.schema))
         table.overwrite(rows, plan.commit_metadata("naive", None), "naive")
         out["streams"][stream_config.name] = {"records": len(records), "land_s": time.monotonic() - started}
         del records, shaped, rows

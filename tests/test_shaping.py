@@ -12,7 +12,7 @@ import pytest
 
 from wootric_ingest import redaction
 from wootric_ingest.lake.schemas import table_schema
-from wootric_ingest.run.landing import latest_per_id
+from wootric_ingest.run.landing import latest_per_key
 from wootric_ingest.shaping import Shaped, fetch_time, iso_utc, shape
 from wootric_ingest.streams import STREAMS
 
@@ -295,7 +295,7 @@ def test_values_come_in_the_tables_column_order_for_every_stream():
         assert isinstance(shaped, Shaped) and len(shaped.values) == len(table_schema(stream).fields)
 
 
-def test_latest_per_id_keeps_the_newest_update_then_the_latest_fetch(spark):
+def test_latest_per_key_keeps_the_newest_update_then_the_latest_fetch(spark):
     schema = table_schema(STREAMS["responses"])
     old = shape(STREAMS["responses"], dict(RESPONSE, updated_at="2016-12-16 09:05:13 -0800", text="old"), FETCHED, "r")
     new = shape(STREAMS["responses"], dict(RESPONSE, updated_at="2016-12-17 09:05:13 -0800", text="new"), FETCHED, "r")
@@ -304,7 +304,7 @@ def test_latest_per_id_keeps_the_newest_update_then_the_latest_fetch(spark):
         shape(STREAMS["responses"], dict(RESPONSE, id=2, text=t), at, "r") for t, at in (("a", later), ("b", FETCHED))
     ]
     frame = spark.createDataFrame([s.values for s in (new, old, *same)], schema)
-    rows = {r["id"]: r["text"] for r in latest_per_id(STREAMS["responses"], frame).collect()}
+    rows = {r["id"]: r["text"] for r in latest_per_key(STREAMS["responses"], frame).collect()}
     assert rows == {"1": "new", "2": "a"}
 
 

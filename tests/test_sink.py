@@ -27,7 +27,7 @@ from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.layout import Layout
 from wootric_ingest.lake.state import read_state
 from wootric_ingest.lake.tables import StreamTable, decode, newer, with_retries
-from wootric_ingest.run.landing import Landed, land, latest_per_id
+from wootric_ingest.run.landing import Landed, land, latest_per_key
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.result import OK, StreamResult
 from wootric_ingest.shaping import fetch_time, shape
@@ -496,7 +496,7 @@ def test_a_commit_that_conflicts_with_a_concurrent_writer_is_retried(spark, make
 
     shaped = shape(STREAMS["end_users"], user(3, "2024-02-02 10:00:00"), fetch_time(T0.timestamp()), "second")
     staged = spark.createDataFrame([shaped.values], stream_table(spark, config, "end_users").schema)
-    rows = latest_per_id(STREAMS["end_users"], staged).withColumn(
+    rows = latest_per_key(STREAMS["end_users"], staged).withColumn(
         "email", F.udf(interfere, StringType()).asNondeterministic()("email")
     )
 

@@ -6,7 +6,7 @@ Staging already shaped the records (typed rows in Parquet) and kept their census
 cursor, type mismatches, rejected records), so landing parses nothing and makes no pass of its own to learn
 them: it reads the parts with the table's schema, nothing cached in memory, so nothing on the driver or in the
 JVM grows with the stream, and writes the commit (an incremental one first keeps the rows that change the
-table, on disk). Its one shuffle keeps one row per id (a record can be fetched twice: at a window's boundary,
+table, on disk). Its one shuffle keeps one row per key (a record can be fetched twice: at a window's boundary,
 when it moves while walked, when a resumed run fetches a range again). A full sync's partitions by id range, so
 it writes its files by id range and the MERGEs after it, whose ids are recent, read and rewrite only the newest
 files; an incremental sync's is by id, and the MERGE's join by id reuses it.
@@ -115,7 +115,7 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     if census.rows:
         staged = spark.read.schema(table.schema).parquet(*staging.parts()).withColumn("_run_id", F.lit(run_id))
         files = -(-census.rows // FULL_SYNC_FILE_ROWS) if plan.mode is SyncMode.FULL else None
-        rows = latest_per_id(stream, staged, files)
+        rows = latest_per_key(stream, staged, files)
     mismatches = {column: n for column, n in census.type_mismatches.items() if n}
     if mismatches:
         log.warning(
@@ -179,7 +179,7 @@ def _table_rows(table: StreamTable, commit: CommitInfo | None) -> int:
     return table.count()
 
 
-def latest_per_id(stream: Stream, rows: DataFrame, files: int | None = None) -> DataFrame:
+def latest_per_key(stream: Stream, rows: DataFrame, files: int | None = None) -> DataFrame:
     """One row per key (the stream's `key`): the newest version (`updated_at`; segments have none), then the latest
     fetch, then the raw text, so ties resolve the same way whatever order pages arrived in.
 
