@@ -385,13 +385,7 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     if not commits:
         why_full: str | None = "no refresh yet"
     elif segments_changed:
-        why_full = (
-            "the segments stream is no longer configured"
-            if segments_now is None
-            else "the segments stream is new to the gold layer"
-            if segments_before is None
-            else "the account's segments changed"
-        )
+        why_full = _segments_change(segments_before, segments_now)
     else:
         why_full = sources.why_full(since, spec.sources)
     responses, declines = sources.read("responses"), sources.read("declines")
@@ -441,6 +435,16 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
         written,
         left_out(responses) if spec.name == "nps_daily" else {},
     )
+
+
+def _segments_change(before: str | None, now: str | None) -> str:
+    """Why `nps_by_segment` is recomputed when the segments fingerprint it recorded (`before`) is not the one now
+    (`now`; None: no segments stream, or not landed yet)."""
+    if now is None:
+        return "the segments stream is no longer configured"
+    if before is None:
+        return "the segments stream is new to the gold layer"
+    return "the account's segments changed"
 
 
 def _within(frame: DataFrame, scope: str, values: list[date]) -> DataFrame:
