@@ -3,8 +3,9 @@
 One sync sequence against the sandbox: segments land row by row as the API sends them, in one request a run;
 `nps_by_segment` keeps to the account's segments with their data type and equals a recompute; an unchanged
 account changes no gold table, while a segment added, removed or retyped is a full sync that changes exactly
-those rows (the MERGE full sync, by name) and recomputes `nps_by_segment` wholly. The personal data policy and
-`forget` leave the stream alone.
+those rows (the MERGE full sync, by name) and recomputes `nps_by_segment` wholly; a refresh with no segments
+commit since takes the fingerprint recorded, not collecting them again. The personal data policy and `forget`
+leave the stream alone.
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ def test_segments_land_whole_and_nps_by_segment_keeps_to_them_through_a_sync_seq
         assert {r["segment"] for r in kept} == kept_names - {"city"} | {"health score"}
         assert {r["data_type"] for r in kept if r["segment"] == "seat count"} == {"string"}
 
+        def collected(segments):
+            raise AssertionError("the segments were collected, though their version did not move")
+
+        version = by_segment.version()  # a refresh after no commit to segments takes the fingerprint recorded
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(gold, "fingerprint", collected)
+            assert gold.refresh(house, "no-segments-commit").mode is None and by_segment.version() == version
+
         segments_version = segments_table.version()  # an erasure (of someone not there: cheap) passes segments by
         erasure = forget(house, People(emails=("nobody@example.com",)))
         assert [e.stream for e in erasure.tables] == ["responses"] and segments_table.version() == segments_version
@@ -120,7 +129,7 @@ def recompute(house) -> tuple[list[dict], list[dict]]:
     session = house.spark.newSession()
     session.conf.set("spark.sql.session.timeZone", TZ)
     responses = house.table(house.config.stream("responses")).read(session)
-    segments = gold.account_segments(house, session)
+    segments = gold.account_segments(house.table(house.config.stream("segments")).read(session))
     return rows(gold.gold_table(house, "nps_by_segment").read()), rows(gold.by_segment(responses, segments))
 
 

@@ -12,7 +12,9 @@ With the `segments` stream configured (and landed), `nps_by_segment` keeps to th
 keys of `end_user.properties` the segments table names, with their `data_type`. Its commits record a fingerprint
 of the segments used (name and data type of each); a refresh that finds other segments (one added, removed or
 retyped) recomputes the whole table, which is small. Without the stream, every key is a segment and `data_type`
-is null. The segments stream is FULL_TABLE, so it commits every run: only a change of its content counts.
+is null. The segments stream is FULL_TABLE, so it commits every run: only a change of its content counts. Its
+version is among the source versions a gold commit records, so a refresh collects the segments only when it
+moved since the last `nps_by_segment` commit, and otherwise takes the fingerprint that commit recorded.
 
 Local dates are cut in `nps.timezone`: the refresh's own Spark session has it as its session time zone, so
 `to_date` of a response's `created_at` (ISO-8601 UTC) is its date in the account's zone.
@@ -248,16 +250,9 @@ def left_out(responses: DataFrame) -> dict[str, int]:
 _SCORE_REASONS = (nps.NO_CREATED_AT, nps.NO_SCORE, nps.SCORE_NOT_A_NUMBER, nps.SCORE_OUT_OF_RANGE)
 
 
-def account_segments(lakehouse: Lakehouse, session: SparkSession) -> DataFrame | None:
-    """The account's live segments (`name`, `data_type`) at the segments table's current version, read through
-    `session`; None when the segments stream is not configured or has not landed yet."""
-    config = lakehouse.config
-    if not config.has_stream(SEGMENTS):
-        return None
-    table = lakehouse.table(config.stream(SEGMENTS))
-    if not table.exists():
-        return None
-    return table.read_version(table.version(), session).where(F.col(DELETED_AT).isNull()).select("name", "data_type")
+def account_segments(segments: DataFrame) -> DataFrame:
+    """The account's live segments (`name`, `data_type`) in `segments`, the segments table at some version."""
+    return segments.where(F.col(DELETED_AT).isNull()).select("name", "data_type")
 
 
 def fingerprint(segments: DataFrame | None) -> str | None:
@@ -270,17 +265,31 @@ def fingerprint(segments: DataFrame | None) -> str | None:
 
 
 class _Sources:
-    """The responses and declines tables at the versions a refresh reads, through the refresh's session."""
+    """The responses, declines and segments tables at the versions a refresh reads (each version read once),
+    through the refresh's session."""
 
     def __init__(self, lakehouse: Lakehouse, session: SparkSession):
         self.lakehouse, self.session = lakehouse, session
         config = lakehouse.config
-        self.tables = {s: lakehouse.table(config.stream(s)) for s in SOURCES if config.has_stream(s)}
+        self.tables = {s: lakehouse.table(config.stream(s)) for s in FOLLOWS if config.has_stream(s)}
         self.versions = {s: t.version() for s, t in self.tables.items() if t.exists()}
-        self.segments = account_segments(lakehouse, session)  # at one version: the fingerprint and the join agree
-        self.segments_fingerprint = fingerprint(self.segments)
+        self.segments = (  # at one version: the fingerprint and the join agree
+            account_segments(self.tables[SEGMENTS].read_version(self.versions[SEGMENTS], session))
+            if SEGMENTS in self.versions
+            else None  # no segments stream, or not landed yet
+        )
         self._full: dict[str, tuple[int, ...]] = {}
         self._dates: dict[tuple[str, int, int], frozenset[date]] = {}
+
+    def segments_fingerprint(self, since: dict[str, int], recorded: str | None) -> str | None:
+        """The fingerprint of the segments read: `recorded`, the one the last commit recorded, when that commit
+        reflects this very version of the segments table (`since`, the versions it recorded); else computed, the
+        segments collected. The stream is FULL_TABLE and commits every run, but a run need not sync it."""
+        if self.segments is None:
+            return None
+        if recorded is not None and since.get(SEGMENTS) == self.versions[SEGMENTS]:
+            return recorded
+        return fingerprint(self.segments)
 
     def read(self, stream: str) -> DataFrame | None:
         if stream not in self.tables:
@@ -373,8 +382,8 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     table.ensure()
     commits = table.commits(limit=20)
     since = {k: int(v) for k, v in (commits[0].metadata.get(METADATA_SOURCES, {}) if commits else {}).items()}
-    segments_now = sources.segments_fingerprint if spec.account_segments else None
     segments_before = commits[0].metadata.get(METADATA_SEGMENTS) if commits else None
+    segments_now = sources.segments_fingerprint(since, segments_before) if spec.account_segments else None
     segments_changed = bool(commits) and segments_before != segments_now
     if (
         commits
