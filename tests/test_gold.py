@@ -104,7 +104,10 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
             assert [r.stream_name for r in results] == ["responses", "declines", "nps"]
             assert [r.status for r in results] == ["ok"] * 3, [r.error for r in results]
             refreshes.append({"mode": results[-1].mode.value, "reason": results[-1].reason, **results[-1].left_out})
-            assert kept(house) == recomputed(house), f"step {step}: {refreshes[-1]}"
+            now = kept(house)
+            assert now == recomputed(house), f"step {step}: {refreshes[-1]}"
+            daily_table = gold.gold_table(house, "nps_daily")  # the nps row tells the table after the refresh
+            assert (results[-1].table_version, results[-1].table_rows) == (daily_table.version(), len(now["nps_daily"]))
 
         synced(0)  # the first run: everything computed
         assert refreshes[0]["reason"].startswith("recomputed from scratch")

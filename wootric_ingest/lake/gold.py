@@ -353,15 +353,18 @@ def refresh(lakehouse: Lakehouse, run_id: str) -> GoldRefresh:
     session.conf.set("spark.sql.session.timeZone", config.nps.timezone)
     sources = _Sources(lakehouse, session)
     results = [_refresh_one(lakehouse, sources, spec, run_id) for spec in GOLD]
-    daily_result, daily_table = results[0], gold_table(lakehouse, GOLD[0].name)
+    daily_result = results[0]
+    table_rows = daily_result.table_rows
+    if table_rows is None:
+        table_rows = gold_table(lakehouse, GOLD[0].name).count()
     return GoldRefresh(
         daily_result.mode,
         daily_result.reason,
         daily_result.dates,
         max(r.months for r in results),
         sum(r.rows_written for r in results),
-        daily_table.version(),
-        daily_table.count(),
+        daily_result.table_version,
+        table_rows,
         daily_result.left_out,
         time.monotonic() - started,
     )
@@ -371,6 +374,8 @@ def refresh(lakehouse: Lakehouse, run_id: str) -> GoldRefresh:
 class _Refreshed:
     mode: str | None
     reason: str
+    table_version: int
+    table_rows: int | None = None  # when the commit tells (a recompute's overwrite wrote them all); else counted
     dates: int = 0
     months: int = 0
     rows_written: int = 0
@@ -380,7 +385,7 @@ class _Refreshed:
 def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_id: str) -> _Refreshed:
     table = gold_table(lakehouse, spec.name)
     table.ensure()
-    commits = table.commits(limit=20)
+    version, commits = table.history(limit=20)
     since = {k: int(v) for k, v in (commits[0].metadata.get(METADATA_SOURCES, {}) if commits else {}).items()}
     segments_before = commits[0].metadata.get(METADATA_SEGMENTS) if commits else None
     segments_now = sources.segments_fingerprint(since, segments_before) if spec.account_segments else None
@@ -390,7 +395,7 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
         and not segments_changed
         and {s: v for s, v in since.items() if s in spec.sources} == sources.current(spec.sources)
     ):
-        return _Refreshed(None, "no source commit since the last refresh")
+        return _Refreshed(None, "no source commit since the last refresh", version)
     if not commits:
         why_full: str | None = "no refresh yet"
     elif segments_changed:
@@ -432,13 +437,15 @@ def _refresh_one(lakehouse: Lakehouse, sources: _Sources, spec: GoldTable, run_i
     }
     writer = rows.writeTo(table.sql).option("userMetadata", encode(metadata))
     with_retries(lambda: writer.overwrite(condition), f"refreshing {table}")
-    latest = table.commits(limit=1)
-    ours = latest and latest[0].metadata.get("run_id") == run_id
+    version, latest = table.history(limit=1)
+    ours = bool(latest) and latest[0].metadata.get("run_id") == run_id
     written = int(latest[0].metrics.get("numOutputRows", 0)) if ours else 0  # Delta skips an empty write of nothing
     log.info("%s: %s refresh (%s), %d rows written", spec.name, mode, reason, written)
     return _Refreshed(
         mode,
         reason,
+        version,
+        written if ours and mode == FULL else None,  # an incremental one kept the other dates' rows
         len(dates),
         len({d.replace(day=1) for d in dates}),
         written,

@@ -312,10 +312,11 @@ class Table:
 
     def commits(self, limit: int = 1000) -> list[CommitInfo]:
         """Our commits, newest first (commits by others, such as OPTIMIZE or VACUUM, are skipped)."""
-        return self._history(limit)[1]
+        return self.history(limit)[1]
 
-    def _history(self, limit: int = 1000) -> tuple[int, list[CommitInfo]]:
-        """The newest version and our commits (newest first), from one read of the history."""
+    def history(self, limit: int = 1000) -> tuple[int, list[CommitInfo]]:
+        """The newest version and our commits among the newest `limit` versions (newest first), from one read of
+        the history."""
         history = (
             self.delta()
             .history(limit)
@@ -340,7 +341,7 @@ class Table:
     def newest(self, run_id: str) -> tuple[int, CommitInfo | None]:
         """The table's newest version, and the commit run `run_id` made if it made one, from one read of the
         history."""
-        version, commits = self._history()
+        version, commits = self.history()
         return version, next((c for c in commits if c.metadata.get("run_id") == run_id), None)
 
     def version(self) -> int:
