@@ -1,5 +1,5 @@
 """The run history: one row per stream per run in `{root}/_wootric_ingest/runs`, failures included, read back
-from the real table after a real run against the sandbox."""
+from the real table after a real run against the sandbox; a runs table that cannot be prepared fails the run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyspark.sql.types import StructType
 
 from sandbox import Sandbox, SandboxOptions
 from wootric_ingest import redaction
-from wootric_ingest.lake.history import RUN_ROW_FIELDS, RUNS_SCHEMA
+from wootric_ingest.lake.history import RUN_ROW_FIELDS, RUNS_SCHEMA, RunHistory
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.state import SyncMode
 from wootric_ingest.run.job import run
@@ -155,3 +155,12 @@ def test_a_run_with_a_new_id_appends_its_rows_so_streams_finishing_together_neve
     ]
     commits = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
     assert [(c["operation"], c["operationParameters"].get("mode")) for c in commits[1:]] == [("WRITE", "Append")] * 3
+
+
+def test_a_runs_table_that_cannot_be_prepared_fails_the_run_where_it_records(spark, sandbox, make_config, monkeypatch):
+    def unprepared(self) -> None:
+        raise RuntimeError("the runs table cannot be prepared")
+
+    monkeypatch.setattr(RunHistory, "prepare", unprepared)  # recording would still create it: only this fails
+    with pytest.raises(RuntimeError, match="the runs table cannot be prepared"):
+        run(make_config(sandbox), spark, RunOptions(streams=("declines",)))

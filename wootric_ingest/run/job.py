@@ -103,7 +103,7 @@ def run(
             ThreadPoolExecutor(max_workers=len(selected) + 1, thread_name_prefix="wootric-landing") as lander,
         ):
             early = {s.name: plan for s in selected if (plan := _plan_before_spark(lakehouse, s, options, now))}
-            lander.submit(lambda: lakehouse.runs.prepare())  # once Spark is there, beside the fetches
+            prepared = lander.submit(lakehouse.runs.prepare)  # once Spark is there, beside the fetches
             landed: dict[str, Future[StreamResult]] = {}
             for stream_config in sorted(selected, key=lambda s: s.name not in early):
                 locks.check()
@@ -128,16 +128,16 @@ def run(
                     fetched = extract(client, staging, plan, progress)
                 except Exception as e:  # one stream's failure is recorded and reported; the other streams still run
                     failed = _failed(lakehouse, stream, e)
-                    landed[stream_config.name] = lander.submit(_record, lakehouse, run_id, options, failed)
+                    landed[stream_config.name] = lander.submit(_record, lakehouse, run_id, options, prepared, failed)
                     continue
                 confirm = (options, now) if stream_config.name in early else None
                 landed[stream_config.name] = lander.submit(
-                    _land, lakehouse, run_id, options, stream, staging, fetched, confirm
+                    _land, lakehouse, run_id, options, prepared, stream, staging, fetched, confirm
                 )
             results = [landed[s.name].result() for s in selected]
             if refreshes_gold:  # still holding the gold tables' locks: no concurrent run or forget refreshes them
                 locks.check()
-                results.append(_record(lakehouse, run_id, options, _refresh_gold(lakehouse, run_id)))
+                results.append(_record(lakehouse, run_id, options, prepared, _refresh_gold(lakehouse, run_id)))
         return results
     finally:
         if own_client:
@@ -177,6 +177,7 @@ def _land(
     lakehouse: Lakehouse,
     run_id: str,
     options: RunOptions,
+    prepared: Future[None],
     stream: _Stream,
     staging: StagingArea,
     fetched: Fetched,
@@ -194,7 +195,7 @@ def _land(
         result = _result(lakehouse, stream, OK, fetched=fetched, landed=landed)
     except Exception as e:  # recorded like a failed fetch; the other streams still land
         result = _failed(lakehouse, stream, e, fetched)
-    return _record(lakehouse, run_id, options, result)
+    return _record(lakehouse, run_id, options, prepared, result)
 
 
 def _confirmed(lakehouse: Lakehouse, early: Plan, options: RunOptions, now: datetime) -> Plan:
@@ -238,7 +239,12 @@ def _refresh_gold(lakehouse: Lakehouse, run_id: str) -> StreamResult:
     return StreamResult(GOLD_STREAM, OK, table, started, datetime.now(timezone.utc), landed=landed)
 
 
-def _record(lakehouse: Lakehouse, run_id: str, options: RunOptions, result: StreamResult) -> StreamResult:
+def _record(
+    lakehouse: Lakehouse, run_id: str, options: RunOptions, prepared: Future[None], result: StreamResult
+) -> StreamResult:
+    """Record a stream's row in the run history, once the runs table is `prepared`: a failure to prepare it is
+    raised here, where the run records, rather than dropped with its Future."""
+    prepared.result()
     lakehouse.runs.record(result.run_row(run_id), replace=options.run_id is not None)
     return result
 
