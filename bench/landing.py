@@ -165,7 +165,7 @@ def child_sync(url: str, root: str) -> dict:
     """A full sync of every stream through staging: extract all, then land each (timed apart); staging kept
     for the baseline and the rewrite."""
     from wootric_ingest.api import WootricClient
-    from wootric_ingest.run.landing import extract, land
+    from wootric_ingest.run.landing import extract, land, prepare
     from wootric_ingest.run.progress import Progress
 
     spark, spark_start, lakehouse, kept = _lakehouses(url, root, None)
@@ -180,6 +180,7 @@ def child_sync(url: str, root: str) -> dict:
             fetched.append((plan, staging, extract(client, staging, plan, Progress())))
     for plan, staging, fetch in fetched:
         started = time.monotonic()
+        prepare(lakehouse, plan)  # a run does it while the pages arrive; timed with the landing all the same
         landed = land(lakehouse, staging, plan, RUN_ID)
         out["streams"][plan.stream.name] = {
             "records": fetch.records,
@@ -216,7 +217,7 @@ def child_naive(root: str) -> dict:
         plan = _plan(lakehouse, stream_config, full_sync=True)
         assert plan.mode is SyncMode.FULL
         started = time.monotonic()
-        table.ensure()  # as `land` does
+        table.ensure()  # as `prepare` does
         shaped = [shape(plan.stream, record, fetched, "naive").values for record, fetched in records]
         rows = latest_per_key(plan.stream, spark.createDataFrame(shaped, table.schema))
         table.overwrite(rows, plan.commit_metadata("naive", None), "naive")
@@ -255,7 +256,7 @@ def child_incremental(url: str, root: str) -> dict:
     of the same table from the full sync's staging (overwrite), each timed from staged records to commit; then
     the same incremental run again on the table with deletion vectors enabled, which the job does not (yet) do."""
     from wootric_ingest.lake.state import SyncMode
-    from wootric_ingest.run.landing import land
+    from wootric_ingest.run.landing import land, prepare
 
     spark, spark_start, lakehouse, kept = _lakehouses(url, root, None)
     stream_config = lakehouse.config.stream("responses")
@@ -266,6 +267,7 @@ def child_incremental(url: str, root: str) -> dict:
     plan = _plan(lakehouse, stream_config, full_sync=True)
     assert plan.mode is SyncMode.FULL
     started = time.monotonic()
+    prepare(lakehouse, plan)
     landed = land(lakehouse, kept.staging(RUN_ID, "responses"), plan, "bench-rewrite")
     out["rewrite"] = {"land_s": time.monotonic() - started, "rows": landed.table_rows}
 
@@ -279,7 +281,7 @@ def _incremental(lakehouse, kept, run_id: str) -> dict:
     """One incremental run of responses: extraction, then landing (timed apart); what the MERGE touched."""
     from wootric_ingest.api import WootricClient
     from wootric_ingest.lake.state import SyncMode
-    from wootric_ingest.run.landing import extract, land
+    from wootric_ingest.run.landing import extract, land, prepare
     from wootric_ingest.run.progress import Progress
 
     stream_config = lakehouse.config.stream("responses")
@@ -292,6 +294,7 @@ def _incremental(lakehouse, kept, run_id: str) -> dict:
         fetch = extract(client, staging, plan, Progress())
     files = len(table.read().inputFiles())
     started = time.monotonic()
+    prepare(lakehouse, plan)
     landed = land(lakehouse, staging, plan, run_id)
     seconds = time.monotonic() - started
     staging.cleanup()

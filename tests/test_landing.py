@@ -16,7 +16,7 @@ from wootric_ingest.lake.layout import Layout
 from wootric_ingest.lake.staging import MANIFEST
 from wootric_ingest.lake.state import read_state
 from wootric_ingest.run.job import run
-from wootric_ingest.run.landing import land
+from wootric_ingest.run.landing import land, prepare
 from wootric_ingest.run.planning import RunOptions, plan_stream
 
 from conftest import table_path
@@ -87,6 +87,7 @@ def test_a_record_staged_twice_lands_once_in_its_newest_version(spark, sandbox, 
     staging.write([first, third], fetched_at=NOW.timestamp())  # an older version, fetched later
     staging.flush()
 
+    prepare(lakehouse, plan)
     result = land(lakehouse, staging, plan, "run-1")
 
     assert table_raw(spark, config, "responses") == {str(r["id"]): r for r in (edited, second, third)}
@@ -104,6 +105,7 @@ def test_type_mismatches_are_counted_by_a_full_and_an_incremental_landing_alike(
         staging = lakehouse.staging(run_id, "responses")
         staging.write([good, dict(bad, score="ten", completed="maybe")])
         staging.flush()
+        prepare(lakehouse, plan)
         return plan, land(lakehouse, staging, plan, run_id)
 
     full, landed_full = landed("run-1")

@@ -27,7 +27,7 @@ from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.layout import Layout
 from wootric_ingest.lake.state import read_state
 from wootric_ingest.lake.tables import StreamTable, decode, newer, with_retries
-from wootric_ingest.run.landing import Landed, land, latest_per_key
+from wootric_ingest.run.landing import Landed, land, latest_per_key, prepare
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.result import OK, StreamResult
 from wootric_ingest.shaping import fetch_time, shape
@@ -72,6 +72,7 @@ def land_records(
     staging = lakehouse.staging(run_id, stream)
     staging.write(records, fetched_at=now.timestamp())
     staging.flush()
+    prepare(lakehouse, plan)
     landed = land(lakehouse, staging, plan, run_id)
     staging.cleanup()
     return landed

@@ -11,9 +11,12 @@ A failed stream gets its row too (status `failed`, the redacted error).
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from functools import reduce
 
+from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, LongType, MapType, StringType, StructType, TimestampType
 
 from wootric_ingest import redaction
@@ -92,24 +95,24 @@ RUN_ROW_FIELDS = tuple(f.name for f in fields(RunRow))
 
 
 class RunHistory:
-    """The runs table; safe to record from several streams' threads at once, one row at a time (concurrent
-    commits to one table would conflict and wait out retries)."""
+    """The runs table; safe to record from several streams' threads at once. One commit at a time (concurrent
+    commits to one table would conflict and wait out retries), and rows recorded while a commit is on its way
+    go together in the next one: streams that land at once cost two commits, not one each."""
 
     def __init__(self, table: Table):
         self.table = table
         self._ready = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while committing
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[RunRow, bool, Future[None]]] = []
 
     def append(self, rows: list[RunRow]) -> None:
         """Add several rows in one commit (an erasure's, one per table it went through)."""
-        frames = [literal_row(self.table.spark, RUNS_SCHEMA, _values(row)) for row in rows]
-        if not frames:
+        if not rows:
             return
-        frame = frames[0]
-        for more in frames[1:]:
-            frame = frame.unionByName(more)
         with self._lock:
             self._ensure()
+            frame = self._frame(rows)
             with_retries(lambda: self.table.append(frame), f"recording {len(rows)} rows in {self.table}")
 
     def prepare(self) -> None:
@@ -124,27 +127,49 @@ class RunHistory:
             self._ready = True
 
     def record(self, row: RunRow, *, replace: bool) -> None:
-        """Add one stream's row. A run whose id was made for it cannot have rows yet, so its rows are appended
-        (appends never conflict); with `replace` (a run id given by the caller, maybe a retry's) the row
-        replaces the one an earlier attempt recorded for the same run and stream."""
-        frame = literal_row(self.table.spark, RUNS_SCHEMA, _values(row))
+        """Add one stream's row, in the next commit of the runs table (with the rows other threads recorded
+        meanwhile). A run whose id was made for it cannot have rows yet, so its rows are appended (appends never
+        conflict); with `replace` (a run id given by the caller, maybe a retry's) a row replaces the one an earlier
+        attempt recorded for the same run and stream. A failed commit fails the record of every row in it."""
+        recorded: Future[None] = Future()
+        with self._queue_lock:
+            self._queue.append((row, replace, recorded))
         with self._lock:
-            self._ensure()
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+            if batch:  # else an earlier commit took this row along
+                try:
+                    self._commit([queued for queued, _, _ in batch], replace=any(r for _, r, _ in batch))
+                except Exception as e:
+                    for _, _, each in batch:
+                        each.set_exception(e)
+                else:
+                    for _, _, each in batch:
+                        each.set_result(None)
+        recorded.result()
 
-            def attempt() -> None:
-                if not replace:
-                    self.table.append(frame)
-                    return
-                (
-                    self.table.delta()
-                    .alias("t")
-                    .merge(frame.alias("s"), "t.run_id = s.run_id AND t.stream = s.stream")
-                    .whenMatchedUpdateAll()
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )
+    def _commit(self, rows: list[RunRow], *, replace: bool) -> None:
+        self._ensure()
+        frame = self._frame(rows)
 
-            with_retries(attempt, f"recording {row.stream} in {self.table}")
+        def attempt() -> None:
+            if not replace:
+                self.table.append(frame)
+                return
+            (
+                self.table.delta()
+                .alias("t")
+                .merge(frame.alias("s"), "t.run_id = s.run_id AND t.stream = s.stream")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+        with_retries(attempt, f"recording {', '.join(row.stream for row in rows)} in {self.table}")
+
+    def _frame(self, rows: list[RunRow]) -> DataFrame:
+        frames = [literal_row(self.table.spark, RUNS_SCHEMA, _values(row)) for row in rows]
+        return reduce(DataFrame.unionByName, frames)
 
 
 def _values(row: RunRow) -> dict:

@@ -9,7 +9,9 @@ The session may still be starting when the run begins. The client needs none, so
 cannot depend on the table's history go first, while the JVM starts: a FULL_TABLE stream, `--full-sync`, and
 a path table that does not exist yet (first run), when no interrupted staging waits to be resumed. Such a
 stream is planned again from its table's history before it lands, and lands only if that plan fetches the
-same range; the other streams are planned from the history before they are fetched, as always.
+same range; the other streams are planned from the history before they are fetched, as always. While a
+stream's pages arrive, a landing thread prepares its table (creates it on a first run, reconciles it otherwise)
+and confirms an early plan, so the landing after the fetch starts with its commit.
 
 A run that refreshes the NPS gold layer (it syncs one of the streams the layer follows) also takes the gold
 tables' locks, and refreshes them after its streams landed, before it gives the locks back: a concurrent run or
@@ -35,7 +37,7 @@ from wootric_ingest.lake.gold import GOLD, gold_table, refresh
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.state import SyncMode, TableState, read_state
-from wootric_ingest.run.landing import Fetched, Landed, extract, land
+from wootric_ingest.run.landing import Fetched, Landed, extract, land, prepare
 from wootric_ingest.run.planning import Plan, RunOptions, plan_stream
 from wootric_ingest.run.progress import Progress
 from wootric_ingest.run.result import FAILED, OK, StreamResult
@@ -125,14 +127,15 @@ def run(
                         plan.reason,
                         lakehouse.layout.where(plan.config),
                     )
+                    confirm = (options, now) if stream_config.name in early else None
+                    ready = lander.submit(_ready, lakehouse, plan, confirm)  # while the pages arrive
                     fetched = extract(client, staging, plan, progress)
                 except Exception as e:  # one stream's failure is recorded and reported; the other streams still run
                     failed = _failed(lakehouse, stream, e)
                     landed[stream_config.name] = lander.submit(_record, lakehouse, run_id, options, prepared, failed)
                     continue
-                confirm = (options, now) if stream_config.name in early else None
                 landed[stream_config.name] = lander.submit(
-                    _land, lakehouse, run_id, options, prepared, stream, staging, fetched, confirm
+                    _land, lakehouse, run_id, options, prepared, stream, staging, fetched, ready
                 )
             results = [landed[s.name].result() for s in selected]
             if refreshes_gold:  # still holding the gold tables' locks: no concurrent run or forget refreshes them
@@ -181,14 +184,12 @@ def _land(
     stream: _Stream,
     staging: StagingArea,
     fetched: Fetched,
-    confirm: tuple[RunOptions, datetime] | None,
+    ready: Future[Plan],
 ) -> StreamResult:
-    """On a landing thread: land one fetched stream, remove its staging, then record it in the run history.
-    With `confirm`, the stream was fetched before Spark started: it is planned from its table's history first,
-    and lands only if that plan reads the range fetched."""
-    assert stream.plan is not None
+    """On a landing thread: land one fetched stream once its table is `ready` (see `_ready`), remove its staging,
+    then record it in the run history."""
     try:
-        plan = _confirmed(lakehouse, stream.plan, *confirm) if confirm else stream.plan
+        plan = ready.result()
         stream = _Stream(stream.config, stream.started_at, plan)
         landed = land(lakehouse, staging, plan, run_id)
         staging.cleanup()
@@ -196,6 +197,15 @@ def _land(
     except Exception as e:  # recorded like a failed fetch; the other streams still land
         result = _failed(lakehouse, stream, e, fetched)
     return _record(lakehouse, run_id, options, prepared, result)
+
+
+def _ready(lakehouse: Lakehouse, plan: Plan, confirm: tuple[RunOptions, datetime] | None) -> Plan:
+    """On a landing thread, while the stream's pages arrive: its table prepared to land in, and the plan to land
+    by. With `confirm`, the stream is fetched by a plan made before Spark started: it is planned from its table's
+    history first, and lands only if that plan reads the range fetched."""
+    plan = _confirmed(lakehouse, plan, *confirm) if confirm else plan
+    prepare(lakehouse, plan)
+    return plan
 
 
 def _confirmed(lakehouse: Lakehouse, early: Plan, options: RunOptions, now: datetime) -> Plan:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, Window
@@ -90,9 +91,17 @@ def extract(client: WootricClient, staging: StagingArea, plan: Plan, progress: P
     return fetched
 
 
+def prepare(lakehouse: Lakehouse, plan: Plan) -> StreamTable:
+    """The stream's table ready to land in: created (with its comments, properties and change feed) or
+    reconciled with what this version of the job writes. A run prepares it while the stream's pages arrive."""
+    table = lakehouse.table(plan.config)
+    table.ensure()
+    return table
+
+
 def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) -> Landed:
-    """Staged records to at most one commit: a MERGE for an incremental sync (none when no row changes), an
-    overwrite for a full one.
+    """Staged records to at most one commit into the table `prepare` made ready: a MERGE for an incremental sync
+    (none when no row changes), an overwrite for a full one.
 
     A full sync commits even when the source is empty (the table must be empty then too, and the commit
     records the full sync for the cron decision), then vacuums files older than the retention. Records without
@@ -101,7 +110,6 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
     """
     started = time.monotonic()
     spark, stream, table = lakehouse.spark, plan.stream, lakehouse.table(plan.config)
-    table.ensure()
     census, rows, rejected = staging.census(), None, 0
     if census.rejected:
         unkeyed = spark.read.schema(STAGED_REJECTS_SCHEMA).parquet(*staging.rejected_parts())
@@ -123,11 +131,11 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
         )
     previous = plan.bookmark if plan.mode is SyncMode.INCREMENTAL else None  # a null never becomes the bookmark
     bookmark = max(filter(None, [census.newest, previous]), default=None)
-    metadata = plan.commit_metadata(run_id, bookmark)
+    attempt = uuid.uuid4().hex[:12]  # tells this landing's commit from a replayed run's earlier one
+    metadata = {**plan.commit_metadata(run_id, bookmark), "attempt": attempt}
     if staging.run_id != run_id:
         metadata["staging_run"] = staging.run_id
-    if plan.mode is SyncMode.FULL:  # an overwrite a replay repeats is skipped by Delta, silently: versions tell
-        version_before = table.version()
+    if plan.mode is SyncMode.FULL:  # an overwrite a replay repeats is skipped by Delta, silently: `attempt` tells
         source = rows if rows is not None else spark.createDataFrame([], table.schema)
         table.full_sync(
             source,
@@ -138,8 +146,8 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
             at=plan.until,
         )
         version_now, commit = table.newest(run_id)
-        committed_now = commit is not None and commit.version > version_before
-        vacuum_due = committed_now and version_before > 0  # 0 is the empty table's creation
+        committed_now = commit is not None and commit.metadata.get("attempt") == attempt
+        vacuum_due = committed_now and bool(commit and commit.read_version)  # 0 is the empty table's creation
     else:  # a MERGE commits exactly when it says so (a replay finds no row to change)
         committed_now = rows is not None and table.merge(rows, metadata, run_id, census.ids)
         if rows is not None and not committed_now:
