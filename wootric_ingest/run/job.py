@@ -9,9 +9,10 @@ The session may still be starting when the run begins. The client needs none, so
 cannot depend on the table's history go first, while the JVM starts: a FULL_TABLE stream, `--full-sync`, and
 a path table that does not exist yet (first run), when no interrupted staging waits to be resumed. Such a
 stream is planned again from its table's history before it lands, and lands only if that plan fetches the
-same range; the other streams are planned from the history before they are fetched, as always. While a
-stream's pages arrive, a landing thread prepares its table (creates it on a first run, reconciles it otherwise)
-and confirms an early plan, so the landing after the fetch starts with its commit.
+same range; the other streams are planned from the history before they are fetched, as always (their
+histories read at once, on the landing threads, while the first stream is fetched). While a stream's pages
+arrive, a landing thread prepares its table (creates it on a first run, reconciles it otherwise) and confirms
+an early plan, so the landing after the fetch starts with its commit.
 
 A run that refreshes the NPS gold layer (it syncs one of the streams the layer follows) also takes the gold
 tables' locks, and refreshes them after its streams landed, before it gives the locks back: a concurrent run or
@@ -106,20 +107,21 @@ def run(
         ):
             early = {s.name: plan for s in selected if (plan := _plan_before_spark(lakehouse, s, options, now))}
             prepared = lander.submit(lakehouse.runs.prepare)  # once Spark is there, beside the fetches
+            planned = {  # the others' histories read at once, while the early streams are fetched
+                s.name: lander.submit(_planned, lakehouse, run_id, s, options, now)
+                for s in selected
+                if s.name not in early
+            }
             landed: dict[str, Future[StreamResult]] = {}
             for stream_config in sorted(selected, key=lambda s: s.name not in early):
                 locks.check()
                 stream = _Stream(stream_config, datetime.now(timezone.utc), early.get(stream_config.name))
                 try:
                     if stream.plan is None:
-                        stream = _Stream(
-                            stream_config, stream.started_at, _plan(lakehouse, stream_config, options, now)
-                        )
-                        staging = staging_for(lakehouse, run_id, lakehouse.table(stream_config))
+                        plan, staging = planned[stream_config.name].result()
+                        stream = _Stream(stream_config, stream.started_at, plan)
                     else:
-                        staging = lakehouse.staging(run_id, stream_config.name)
-                    plan = stream.plan
-                    assert plan is not None
+                        plan, staging = stream.plan, lakehouse.staging(run_id, stream_config.name)
                     log.info(
                         "%s: %s sync (%s) into %s",
                         plan.stream.name,
@@ -145,6 +147,14 @@ def run(
     finally:
         if own_client:
             client.close()
+
+
+def _planned(
+    lakehouse: Lakehouse, run_id: str, stream_config: StreamConfig, options: RunOptions, now: datetime
+) -> tuple[Plan, StagingArea]:
+    """On a landing thread: the stream's plan from its table's history, and the staging its pages go to (an
+    interrupted run's, resumed, when one waits)."""
+    return _plan(lakehouse, stream_config, options, now), staging_for(lakehouse, run_id, lakehouse.table(stream_config))
 
 
 def _plan(lakehouse: Lakehouse, stream_config: StreamConfig, options: RunOptions, now: datetime) -> Plan:
