@@ -91,12 +91,10 @@ def extract(client: WootricClient, staging: StagingArea, plan: Plan, progress: P
     return fetched
 
 
-def prepare(lakehouse: Lakehouse, plan: Plan) -> StreamTable:
-    """The stream's table ready to land in: created (with its comments, properties and change feed) or
-    reconciled with what this version of the job writes. A run prepares it while the stream's pages arrive."""
-    table = lakehouse.table(plan.config)
-    table.ensure()
-    return table
+def prepare(lakehouse: Lakehouse, plan: Plan) -> None:
+    """Make the stream's table ready to land in: create it (with its comments, properties and change feed) or
+    reconcile it with what this version of the job writes. A run prepares it while the stream's pages arrive."""
+    lakehouse.table(plan.config).ensure()
 
 
 def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) -> Landed:
