@@ -106,7 +106,7 @@ def run(
             ThreadPoolExecutor(max_workers=len(selected) + 1, thread_name_prefix="wootric-landing") as lander,
         ):
             early = {s.name: plan for s in selected if (plan := _plan_before_spark(lakehouse, s, options, now))}
-            prepared = lander.submit(lakehouse.runs.prepare)  # once Spark is there, beside the fetches
+            prepared = lander.submit(lambda: lakehouse.runs.prepare())  # `runs` waits for Spark: on a thread
             planned = {  # the others' histories read at once, while the early streams are fetched
                 s.name: lander.submit(_planned, lakehouse, run_id, s, options, now)
                 for s in selected
