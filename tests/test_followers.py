@@ -69,9 +69,9 @@ def test_a_change_feed_follower_keeps_silver_equal_to_the_source_through_every_k
                 assert live_raw(read_table(spark, config, stream)) == truth(sb, stream), stream
 
         recent = DEFAULT_END - 3 * 86400  # inside the responses' 30-day look-back
-        late = sb.dataset.add("responses", n=3, at=recent)
+        fresh = sb.dataset.add("responses", n=3, at=recent)
         synced(config, NOW)  # the first run: a full sync
-        sb.dataset.update("responses", ids=late[:2])  # edits of rows the follower has, which the look-back re-reads
+        sb.dataset.update("responses", ids=fresh[:2])  # edits of rows the follower has, which the look-back re-reads
         sb.dataset.add("responses", n=2, at=recent)  # late arrivals
         sb.dataset.add("declines", n=2, at=recent)
         sb.dataset.update("declines", ids=sb.dataset.add("declines", n=1, at=recent))
