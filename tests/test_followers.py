@@ -12,8 +12,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
 from sandbox import Sandbox, SandboxOptions
 from sandbox.data import DEFAULT_END
 from wootric_ingest.config import FullSyncWrite
@@ -71,13 +69,11 @@ def test_a_change_feed_follower_keeps_silver_equal_to_the_source_through_every_k
                 assert live_raw(read_table(spark, config, stream)) == truth(sb, stream), stream
 
         recent = DEFAULT_END - 3 * 86400  # inside the responses' 30-day look-back
+        fresh = sb.dataset.add("responses", n=3, at=recent)
         synced(config, NOW)  # the first run: a full sync
-        late = sb.dataset.add("responses", n=3, at=recent)
-        synced(config, NOW + timedelta(minutes=30))  # incremental
-        sb.dataset.update("responses", ids=late[:2])  # edits the look-back re-reads
+        sb.dataset.update("responses", ids=fresh[:2])  # edits of rows the follower has, which the look-back re-reads
+        sb.dataset.add("responses", n=2, at=recent)  # late arrivals
         sb.dataset.add("declines", n=2, at=recent)
-        synced(config, NOW + timedelta(hours=1))  # incremental
-        sb.dataset.add("responses", n=2, at=recent)
         sb.dataset.update("declines", ids=sb.dataset.add("declines", n=1, at=recent))
         synced(config, NOW + timedelta(hours=2))  # incremental
 
@@ -116,32 +112,33 @@ def test_a_change_feed_follower_keeps_silver_equal_to_the_source_through_every_k
         ]
 
 
-@pytest.mark.parametrize("deletes", ["hard", "soft"])
-def test_both_full_sync_writes_leave_the_same_rows(spark, make_config, deletes):
-    streams = {"declines": {"layer": "raw", "table": "declines", "deletes": deletes}}
-    with Sandbox(SandboxOptions(end_users=5, responses=5, declines=40, seed=22)) as sb:
-        rewrite = make_config(sb, streams=streams, catalog={"root": "rewrite"})
-        merge = make_config(sb, streams=streams, catalog={"root": "merge", "full_sync_write": "merge"})
+def test_both_full_sync_writes_leave_the_same_rows_with_hard_and_soft_deletes(spark, make_config):
+    """Responses deleted hard, declines soft, in the same runs: each full sync is run into two lakehouses, one
+    rewriting its tables and one merging into them."""
+    with Sandbox(SandboxOptions(end_users=5, responses=40, declines=40, seed=22)) as sb:
+        rewrite = make_config(sb, streams=STREAMS, catalog={"root": "rewrite"})
+        merge = make_config(sb, streams=STREAMS, catalog={"root": "merge", "full_sync_write": "merge"})
 
-        def both(step: int) -> None:
+        def both(step: int, streams: tuple[str, ...] = tuple(STREAMS)) -> None:
             for cfg in (rewrite, merge):
-                options = RunOptions(streams=("declines",), full_sync=True, run_id=f"step-{step}")
-                (result,) = run(cfg, spark, options, now=NOW + timedelta(hours=step))
-                assert result.status == "ok", result.error
+                options = RunOptions(streams=streams, full_sync=True, run_id=f"step-{step}")
+                results = run(cfg, spark, options, now=NOW + timedelta(hours=step))
+                assert [r.status for r in results] == ["ok"] * len(streams), [r.error for r in results]
 
         both(0)
-        sb.dataset.delete("declines", n=4)
-        sb.dataset.update("declines", n=3)
-        sb.dataset.add("declines", n=2)
+        for stream in STREAMS:
+            sb.dataset.delete(stream, n=4)
+            sb.dataset.update(stream, n=3)
+            sb.dataset.add(stream, n=2)
         both(1)
         sb.dataset.delete("declines", n=2)
-        both(2)
+        both(2, streams=("declines",))  # more soft deletes: the first ones' marks stay as they were
 
-    def rows(cfg) -> list[dict]:
+    def rows(cfg, stream: str) -> list[dict]:
         """Every column but the two that name the run that last wrote or fetched the row: a rewrite writes all."""
-        frame = read_table(spark, cfg, "declines").drop("_extracted_at", "_run_id")
+        frame = read_table(spark, cfg, stream).drop("_extracted_at", "_run_id")
         return sorted((r.asDict(recursive=True) for r in frame.collect()), key=lambda r: r["id"])
 
-    assert rows(rewrite) == rows(merge)
-    gone = 6 if deletes == "soft" else 0
-    assert len(rows(merge)) == len(sb.dataset.records("declines")) + gone
+    for stream, gone in (("responses", 0), ("declines", 6)):  # hard deletes leave nothing, soft ones mark rows
+        assert rows(rewrite, stream) == rows(merge, stream), stream
+        assert len(rows(merge, stream)) == len(sb.dataset.records(stream)) + gone, stream

@@ -114,39 +114,34 @@ def test_incremental_gold_equals_a_recompute_after_every_kind_of_sync(spark, mak
         assert lake_daily(house) == truth_daily(sb)
 
         responses = sorted(sb.dataset.ids("responses"))  # by creation: the last ones are recent
-        added = sb.dataset.add("responses", n=3, at=RECENT)
-        sb.dataset.update("responses", ids=added[:1], fields={"excluded_from_calculations": True}, at=EDIT)
-        sb.dataset.update("responses", ids=added[1:2], fields={"score": 0}, at=EDIT)  # a promoter no more, maybe
-        sb.dataset.update("responses", ids=responses[-2:], at=EDIT)  # tags edited
-        sb.dataset.add("responses", n=2, at=RECENT - 10 * 86400)  # late arrivals, inside the look-back
-        sb.dataset.add("declines", n=2, at=RECENT)
-        synced(1)  # incremental: only the dates and months these touched
-        assert refreshes[1]["mode"] == "INCREMENTAL" and "local date(s)" in refreshes[1]["reason"]
-        assert lake_daily(house) == truth_daily(sb)
-
-        synced(2)  # nothing new: no gold commit
-        assert refreshes[2]["reason"] == "no source commit since the last refresh"
-
         sb.dataset.delete("responses", ids=responses[:4])
         sb.dataset.delete("declines", n=3)
         sb.dataset.garble("responses", ids=responses[4:5], field="score", text="ten")
         sb.dataset.garble("responses", ids=responses[5:6], field="score", text="11")
         sb.dataset.garble("responses", ids=responses[6:7], field="score", text=None)
         sb.dataset.update("responses", ids=responses[4:7], fields={"excluded_from_calculations": False}, at=EDIT)
-        synced(3, full_sync=True)  # removed and soft-deleted rows, bad scores: all recomputed
-        assert refreshes[3]["reason"] == "recomputed from scratch: a full sync of responses"
+        synced(1, full_sync=True)  # removed and soft-deleted rows, bad scores: all recomputed
+        assert refreshes[1]["reason"] == "recomputed from scratch: a full sync of responses"
         bad_scores = {nps.SCORE_NOT_A_NUMBER: 1, nps.SCORE_OUT_OF_RANGE: 1, nps.NO_SCORE: 1}
-        assert {k: refreshes[3].get(k) for k in bad_scores} == bad_scores
+        assert {k: refreshes[1].get(k) for k in bad_scores} == bad_scores
         history = house.runs.table.read().where("stream = 'nps'").orderBy("started_at").collect()
-        assert [r["status"] for r in history] == ["ok"] * 4
+        assert [r["status"] for r in history] == ["ok"] * 2
         assert {k: history[-1]["left_out"].get(k) for k in bad_scores} == bad_scores  # the run history counts them
         assert lake_daily(house) == truth_daily(sb)
 
-        newest = sorted(sb.dataset.ids("responses"))[-3:]
-        sb.dataset.update("responses", ids=newest, fields={"score": 10}, at=EDIT + 60)
-        synced(4)  # incremental after a full sync
-        assert refreshes[4]["mode"] == "INCREMENTAL"
+        added = sb.dataset.add("responses", n=3, at=RECENT)
+        sb.dataset.update("responses", ids=added[:1], fields={"excluded_from_calculations": True}, at=EDIT)
+        sb.dataset.update("responses", ids=added[1:2], fields={"score": 0}, at=EDIT)  # a promoter no more, maybe
+        sb.dataset.update("responses", ids=responses[-2:], at=EDIT)  # tags edited
+        sb.dataset.update("responses", ids=responses[-5:-2], fields={"score": 10}, at=EDIT)  # scores changed
+        sb.dataset.add("responses", n=2, at=RECENT - 10 * 86400)  # late arrivals, inside the look-back
+        sb.dataset.add("declines", n=2, at=RECENT)
+        synced(2)  # incremental after a full sync: only the dates and months these touched
+        assert refreshes[2]["mode"] == "INCREMENTAL" and "local date(s)" in refreshes[2]["reason"]
         assert lake_daily(house) == truth_daily(sb)
+
+        synced(3)  # nothing new: no gold commit
+        assert refreshes[3]["reason"] == "no source commit since the last refresh"
 
         responses_table = house.table(house.config.stream("responses")).read()
         counting = "score BETWEEN 0 AND 10 AND NOT excluded_from_calculations AND _deleted_at IS NULL"
