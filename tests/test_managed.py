@@ -52,6 +52,8 @@ def test_every_table_is_a_managed_table_by_name_with_comments_properties_and_a_c
         assert detail["Comment"].startswith("NPS for the CX team (")
         assert properties(spark, name)["delta.enableChangeDataFeed"] == "true"
         assert properties(spark, name)["delta.logRetentionDuration"] == "interval 30 days"
+    assert properties(spark, names[1])["delta.dataSkippingStatsColumns"] == "id,created_at,updated_at,_deleted_at"
+    assert properties(spark, names[0])["delta.dataSkippingStatsColumns"] == "id,updated_at,_deleted_at"
     assert "Survey responses and feedback." in described(spark, names[1])["Comment"]
     comments = {f.name: f.metadata.get("comment") for f in spark.table(names[1]).schema.fields}
     assert comments["score"] == "Numeric score provided in the response"

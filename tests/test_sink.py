@@ -542,3 +542,19 @@ def test_a_field_that_changes_type_lands_as_null_and_is_counted_in_the_run_histo
     assert [(r["run_id"], r["stream"], r["type_mismatches"]) for r in runs] == [
         ("drift", "end_users", {"last_response.score": 1, "settings": 1})
     ]
+
+
+def test_files_keep_statistics_on_the_key_and_times_only(spark, make_config):
+    config = make_config()
+    land_records(spark, config, "end_users", [user(1, "2024-02-01 10:00:00"), user(2, "2024-02-02 10:00:00")], now=T0)
+
+    log_dir = Path(table_path(config, "end_users")) / "_delta_log"
+    added = [
+        json.loads(json.loads(line)["add"]["stats"])
+        for commit in sorted(log_dir.glob("*.json"))
+        for line in commit.read_text().splitlines()
+        if '"add"' in line
+    ]
+    assert added and all(stats["numRecords"] for stats in added)
+    assert {column for stats in added for column in stats["nullCount"]} == {"id", "updated_at", "_deleted_at"}
+    assert {column for stats in added for column in stats["minValues"]} == {"id", "updated_at"}

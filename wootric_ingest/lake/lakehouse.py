@@ -23,7 +23,7 @@ from wootric_ingest.lake.rejects import REJECTED_SCHEMA, RejectedRecords
 from wootric_ingest.lake.spark import on_databricks
 from wootric_ingest.lake.staging import StagingArea
 from wootric_ingest.lake.storage import Storage, python_reaches, storage_for
-from wootric_ingest.lake.tables import StreamTable, Table
+from wootric_ingest.lake.tables import DELETED_AT, StreamTable, Table
 from wootric_ingest.privacy import Policy
 from wootric_ingest.streams import STREAMS, Stream
 
@@ -40,6 +40,16 @@ def table_properties(retention_days: int, change_data_feed: bool) -> dict[str, s
         "delta.setTransactionRetentionDuration": days,
         "delta.enableChangeDataFeed": str(change_data_feed).lower(),
     }
+
+
+def statistics_columns(stream: Stream) -> str:
+    """The columns a stream table keeps file statistics on (`delta.dataSkippingStatsColumns`): the key (a MERGE
+    reads only the files whose key range holds its keys), the cursor and version times (time ranges, which follow
+    the files' key ranges since ids grow with creation) and `_deleted_at`. Delta's default, its first 32 columns
+    with nested fields, costs about a tenth of a full sync's landing and skips little: the other columns do not
+    follow the files' key ranges."""
+    columns = (stream.key, stream.cursor_field, stream.version_field, DELETED_AT)
+    return ",".join(dict.fromkeys(c for c in columns if c))
 
 
 def pii_labels(policy: Policy, stream: Stream) -> tuple[dict[str, str], dict[str, str]]:
@@ -100,7 +110,7 @@ class Lakehouse:
                 self._tables[stream.name] = StreamTable(
                     self.spark,
                     stream.stream,
-                    self.properties,
+                    {**self.properties, "delta.dataSkippingStatsColumns": statistics_columns(stream.stream)},
                     path=None if self.layout.managed else self.layout.table_path(stream),
                     name=self.layout.metastore_name(stream),
                     comment=self._comment(
