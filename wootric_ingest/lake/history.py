@@ -111,9 +111,7 @@ class RunHistory:
         if not rows:
             return
         with self._lock:
-            self._ensure()
-            frame = self._frame(rows)
-            with_retries(lambda: self.table.append(frame), f"recording {len(rows)} rows in {self.table}")
+            self._commit(rows, replace=False)
 
     def prepare(self) -> None:
         """Create or reconcile the runs table now (a run does it while its first stream is fetched, so the first
