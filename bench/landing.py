@@ -44,7 +44,7 @@ QUICK_SIZES = (1_000, 10_000)
 RUN_ID = "bench-full-sync"
 CHANGED = 0.01
 FLAT_RSS_MB = 150
-TARGET_LAND_1M_S = 60
+TARGET_LAND_1M_S = 25  # issue 18: 1M staged responses landed
 TARGET_NOOP_S = 15  # issue 18: a no-op run of three streams, Spark start included
 TARGET_NOOP_REQUESTS = 2
 TARGET_INCREMENTAL_RATIO = 1 / 3
@@ -569,12 +569,10 @@ def report(sizes: tuple[int, ...], measured: dict[int, dict], plain: dict) -> st
             worst = max(s["requests"] for s in noop["streams"].values())
             full = sync["spark_start_s"] + fetch + _total(sync, "land_s")
             modes = {s["mode"] for s in noop["streams"].values()}
-            per_stream = (noop["wall_s"] - noop["spark_start_s"]) / len(noop["streams"])
             row(
                 "no-op incremental run of 3 streams, wall with Spark start",
                 f"{n:,}",
-                f"{noop['wall_s']:.1f} s = Spark start {noop['spark_start_s']:.1f} s + {per_stream:.1f} s per "
-                f"stream ({'/'.join(sorted(modes))})",
+                f"{noop['wall_s']:.1f} s (Spark ready at {noop['spark_start_s']:.1f} s; {'/'.join(sorted(modes))})",
                 f"{full:.1f} s (full sync)",
                 f"{noop['wall_s'] / full:.2f}",
                 f"{'met' if noop['wall_s'] <= TARGET_NOOP_S else 'MISSED'} (≤ {TARGET_NOOP_S} s)",
