@@ -38,6 +38,7 @@ from pathlib import Path
 
 import requests
 
+from sandbox.faults import KINDS as FAULT_KINDS
 from wootric_ingest.api import WootricClient
 from wootric_ingest.config import load_config
 from wootric_ingest.lake.layout import Layout
@@ -45,21 +46,6 @@ from wootric_ingest.run.resume import RESUMED
 from wootric_ingest.streams import STREAMS
 
 REPO = Path(__file__).resolve().parents[1]
-FAULT_KINDS = (
-    "status_500",
-    "status_503",
-    "status_429",
-    "status_429_no_headers",
-    "timeout",
-    "reset",
-    "truncated_json",
-    "html_200",
-    "error_envelope_200",
-    "repeat_previous_page",
-    "stop_mid_body",
-    "token_timeout",
-    "expire_token",
-)
 KILL_POINTS = ("extracting", "landing", "committed", "timed")
 ATTEMPT_TIMEOUT = 900.0
 
