@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from landing import SandboxProcess, _config, _plan, machine  # noqa: E402
+from landing import _config, _plan, machine, serve  # noqa: E402
 
 RECORDS = 100_000
 CONCURRENCY = 4
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="wootric-bench-ds-") as work,
-        SandboxProcess(args.records, Path(work)) as sb,
+        serve(args.records, Path(work)) as sb,
     ):
         spark = get_spark(app_name="wootric-bench", scratch=Path(work) / "spark")
         truth = len(json.loads(urllib.request.urlopen(f"{sb.url}/_sandbox/records/responses").read()))

@@ -39,6 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sandbox.process import SandboxProcess  # noqa: E402
+
 SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000)
 RUN_ID = "bench-full-sync"
@@ -360,48 +362,9 @@ CHILDREN = {
 # -------------------------------------------------------------------------------------------------- parent
 
 
-class SandboxProcess:
-    """The sandbox API in its own process (its data set is not the driver's memory), rate limit lifted."""
-
-    def __init__(self, responses: int, workdir: Path):
-        self.responses, self.ready = responses, workdir / f"sandbox-{responses}.url"
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def __enter__(self) -> SandboxProcess:
-        self.ready.unlink(missing_ok=True)
-        started = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "--port",
-                "0",
-                "--responses",
-                str(self.responses),
-                "--end-users",
-                str(max(self.responses // 5, 10)),
-                "--declines",
-                str(self.responses // 10),
-                "--ready-file",
-                str(self.ready),
-            ],
-            cwd=REPO,
-            env=_child_env(),
-            stdout=subprocess.DEVNULL,
-        )
-        while not self.ready.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the sandbox exited with status {self.process.returncode}")
-            time.sleep(0.2)
-        self.url = self.ready.read_text().strip()
-        self.generated_s = time.monotonic() - started
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
+def serve(responses: int, workdir: Path) -> SandboxProcess:
+    """The sandbox with `responses` responses, N/5 end users and N/10 declines, rate limit lifted."""
+    return SandboxProcess(workdir, responses=responses, end_users=max(responses // 5, 10), declines=responses // 10)
 
 
 def _child_env() -> dict:
@@ -471,16 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             root = str(workdir / f"lake-{n}")
-            with SandboxProcess(n, workdir) as sandbox:
-                print(f"N={n}: sandbox generated in {sandbox.generated_s:.0f} s; full sync...", flush=True)
-                m = measured[n] = {"sandbox_s": sandbox.generated_s, "sync": run_child("sync", sandbox.url, root)}
+            with serve(n, workdir) as served:
+                print(f"N={n}: sandbox generated in {served.ready_s:.0f} s; full sync...", flush=True)
+                m = measured[n] = {"sandbox_s": served.ready_s, "sync": run_child("sync", served.url, root)}
                 print(f"N={n}: naive baseline...", flush=True)
                 m["naive"] = run_child("naive", root)
                 print(f"N={n}: no-op incremental run...", flush=True)
-                m["noop"] = run_child("noop", sandbox.url, root)
+                m["noop"] = run_child("noop", served.url, root)
                 if n == sizes[-1]:
                     print(f"N={n}: {CHANGED:.0%} of responses changed; incremental run and full rewrite...", flush=True)
-                    m["incremental"] = run_child("incremental", sandbox.url, root)
+                    m["incremental"] = run_child("incremental", served.url, root)
             shutil.rmtree(root, ignore_errors=True)
             shutil.rmtree(f"{root}-staged", ignore_errors=True)
         plain = run_child("plain-spark")

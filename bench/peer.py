@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.landing import SandboxProcess, machine, run_child  # noqa: E402
+from bench.landing import machine, run_child, serve  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000)
 PER_PAGE, MAX_PAGE = 50, 30
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for n in sizes:
-            with SandboxProcess(n, workdir) as sandbox:
+            with serve(n, workdir) as sandbox:
                 root = str(workdir / f"lake-{n}")
                 measured = {}
                 for name in ("plain", "job", "landing"):

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import requests
-
 from sandbox.faults import KINDS as FAULT_KINDS
+from sandbox.process import SandboxProcess
 from wootric_ingest.api import WootricClient
 from wootric_ingest.config import load_config
 from wootric_ingest.lake.layout import Layout
@@ -103,59 +102,6 @@ class Report:
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-class SandboxProcess:
-    """`python -m sandbox` on a free loopback port, with its admin endpoints."""
-
-    def __init__(self, workdir: Path, *, seed: int, end_users: int, responses: int, declines: int):
-        ready = workdir / "sandbox.url"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "--port",
-                "0",
-                "--ready-file",
-                str(ready),
-                "--seed",
-                str(seed),
-                "--end-users",
-                str(end_users),
-                "--responses",
-                str(responses),
-                "--declines",
-                str(declines),
-                "--rate-limit",
-                "100000",
-                "--rate-window",
-                "2",
-                "--timeout-sleep",
-                "1.5",
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.process.stdout.readline()
-        if not line.startswith("sandbox listening on http://127.0.0.1:"):
-            self.close()
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        self.url = ready.read_text().strip()
-        self.credentials = self.get("credentials")
-
-    def get(self, what: str):
-        return requests.get(f"{self.url}/_sandbox/{what}", timeout=30).json()
-
-    def post(self, what: str, body) -> dict:
-        response = requests.post(f"{self.url}/_sandbox/{what}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 class Worker:
@@ -317,7 +263,16 @@ class Chaos:
         )
         self.hostile_rng = random.Random(f"{seed}:hostile records")  # its own, so faults and kills stay as seeded
         self.kill_points = kill_points
-        self.sandbox = SandboxProcess(workdir, seed=seed, end_users=end_users, responses=responses, declines=declines)
+        self.sandbox = SandboxProcess(
+            workdir,
+            seed=seed,
+            end_users=end_users,
+            responses=responses,
+            declines=declines,
+            rate_limit=100000,
+            rate_window=2,
+            timeout_sleep=1.5,
+        )
         env = {
             **os.environ,
             "CHAOS_USERNAME": self.sandbox.credentials["username"],
