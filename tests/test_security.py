@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox import Sandbox, SandboxOptions
+from sandbox.process import SandboxProcess
 from wootric_ingest.api import GaveUp, RetryPolicy, WootricClient
 from wootric_ingest.config import ConfigError, parse_config
 from wootric_ingest.lake.layout import Layout
@@ -185,35 +186,13 @@ def test_the_sandbox_listens_on_loopback_only():
 
 
 def test_the_out_of_process_sandbox_listens_on_loopback_only(tmp_path):
-    ready = tmp_path / "ready"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "--port",
-            "0",
-            "--end-users",
-            "5",
-            "--responses",
-            "5",
-            "--declines",
-            "1",
-            "--ready-file",
-            str(ready),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        assert re.fullmatch(r"sandbox listening on http://127\.0\.0\.1:\d+\n", line)
-        port = int(line.rsplit(":", 1)[1])
+    with SandboxProcess(tmp_path, end_users=5, responses=5, declines=1) as sandbox:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", sandbox.url)
+        port = int(sandbox.url.rsplit(":", 1)[1])
         sockets = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
         assert [line.split()[3] for line in sockets.splitlines()] == [f"127.0.0.1:{port}"]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        assert len(sandbox.get("records/responses")) == 5
+    assert sandbox.process.returncode is not None  # stopped on leaving
     help_text = subprocess.run([sys.executable, "-m", "sandbox", "--help"], capture_output=True, text=True).stdout
     assert "--host" not in help_text and "--bind" not in help_text
 
