@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pyspark.sql.types import StructType
 
 from sandbox import Sandbox, SandboxOptions
 from wootric_ingest import redaction
-from wootric_ingest.lake.history import RUN_ROW_FIELDS, RUNS_SCHEMA, RunHistory
+from wootric_ingest.lake.history import RUNS_SCHEMA, RunHistory, RunRow
 from wootric_ingest.lake.lakehouse import Lakehouse
 from wootric_ingest.lake.state import SyncMode
 from wootric_ingest.run.job import run
@@ -85,7 +86,7 @@ def test_each_stream_gets_its_row_a_failed_one_says_why_and_its_retry_replaces_i
 
 
 def test_the_row_has_a_field_for_every_column_of_the_runs_table():
-    assert RUN_ROW_FIELDS == tuple(RUNS_SCHEMA.fieldNames())
+    assert tuple(f.name for f in fields(RunRow)) == tuple(RUNS_SCHEMA.fieldNames())
 
 
 def test_errors_are_recorded_without_secrets(spark, make_config):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import reduce
 
@@ -89,9 +89,6 @@ class RunRow:
     type_mismatches: dict[str, int] = field(default_factory=dict)
     rows_marked_deleted: int = 0
     left_out: dict[str, int] = field(default_factory=dict)
-
-
-RUN_ROW_FIELDS = tuple(f.name for f in fields(RunRow))
 
 
 class RunHistory:

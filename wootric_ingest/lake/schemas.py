@@ -47,12 +47,6 @@ def spark_schema(fields: tuple[Field, ...]) -> StructType:
 
 
 @cache
-def seed_schema(stream: Stream) -> StructType:
-    """The product page's columns of a stream."""
-    return spark_schema(stream.fields)
-
-
-@cache
 def table_schema(stream: Stream) -> StructType:
     """A stream table's schema: the seed columns, then the metadata columns."""
     return spark_schema(stream.table_fields)
