@@ -15,6 +15,7 @@ from pathlib import Path
 from sandbox import Sandbox, SandboxOptions
 from sandbox.data import DEFAULT_END
 from wootric_ingest.config import FullSyncWrite
+from wootric_ingest.lake.state import SyncMode, read_state
 from wootric_ingest.run.job import run
 from wootric_ingest.run.planning import RunOptions
 
@@ -133,6 +134,19 @@ def test_both_full_sync_writes_leave_the_same_rows_with_hard_and_soft_deletes(sp
         both(1)
         sb.dataset.delete("declines", n=2)
         both(2, streams=("declines",))  # more soft deletes: the first ones' marks stay as they were
+
+        # Nothing changed since: the merging full sync writes no row, and still commits, recording the full sync.
+        at = NOW + timedelta(hours=3)
+        [unchanged] = run(merge, spark, RunOptions(streams=("responses",), full_sync=True), now=at)
+        table = lakehouse(spark, merge).table(merge.stream("responses"))
+        assert (unchanged.mode, unchanged.rows_inserted, unchanged.rows_updated, unchanged.rows_deleted) == (
+            SyncMode.FULL,
+            0,
+            0,
+            0,
+        )
+        assert unchanged.table_rows == len(sb.dataset.records("responses")) == table.count()
+        assert read_state(table).last_full_sync == at
 
     def rows(cfg, stream: str) -> list[dict]:
         """Every column but the two that name the run that last wrote or fetched the row: a rewrite writes all."""

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -114,6 +114,12 @@ class CommitInfo:
     operation: str
     metrics: dict[str, str]
     metadata: dict
+    parameters: dict[str, str] = field(default_factory=dict)  # the operation's, e.g. a WRITE's `mode`
+
+    @property
+    def replaced(self) -> bool:
+        """Whether the commit replaced the table's rows (an overwrite), so its output rows are all the table has."""
+        return self.operation == "WRITE" and self.parameters.get("mode") == "Overwrite"
 
 
 @dataclass(frozen=True)
@@ -320,7 +326,7 @@ class Table:
         history = (
             self.delta()
             .history(limit)
-            .select("version", "readVersion", "operation", "operationMetrics", "userMetadata")
+            .select("version", "readVersion", "operation", "operationParameters", "operationMetrics", "userMetadata")
             .collect()
         )
         result = []
@@ -329,7 +335,12 @@ class Table:
             if meta is not None:
                 result.append(
                     CommitInfo(
-                        row["version"], row["readVersion"], row["operation"], dict(row["operationMetrics"] or {}), meta
+                        row["version"],
+                        row["readVersion"],
+                        row["operation"],
+                        dict(row["operationMetrics"] or {}),
+                        meta,
+                        dict(row["operationParameters"] or {}),
                     )
                 )
         return max(row["version"] for row in history), result

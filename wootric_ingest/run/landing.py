@@ -179,8 +179,8 @@ def land(lakehouse: Lakehouse, staging: StagingArea, plan: Plan, run_id: str) ->
 
 def _table_rows(table: StreamTable, commit: CommitInfo | None) -> int:
     """The table's rows: an overwrite this landing just committed says how many it wrote (no job to count them);
-    otherwise they are counted."""
-    if commit is not None and commit.operation == "WRITE" and "numOutputRows" in commit.metrics:
+    otherwise (a MERGE, or a full sync's commit that changed nothing, an empty append) they are counted."""
+    if commit is not None and commit.replaced and "numOutputRows" in commit.metrics:
         return int(commit.metrics["numOutputRows"])
     return table.count()
 
