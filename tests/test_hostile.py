@@ -138,6 +138,36 @@ def test_a_page_that_keeps_repeating_stops_the_walk_naming_it():
             fetch(c)
 
 
+def test_a_first_run_whose_fetch_fails_leaves_an_empty_table_and_the_next_run_is_still_a_first_run(spark, make_config):
+    """The table is prepared while the pages arrive, so it exists after a failed first fetch, with no row and no
+    commit of ours; the next run plans a full sync (an overwrite, files by id range), not an incremental one."""
+    from wootric_ingest.lake.state import SyncMode, read_state
+    from wootric_ingest.run.job import run
+    from wootric_ingest.run.planning import RunOptions
+
+    from conftest import lakehouse
+
+    only = RunOptions(streams=("responses",))
+    with hostile_sandbox(end_users=5, responses=40, declines=5) as sb:
+        config = make_config(sb, source={"api": {"retry_give_up_seconds": 2}})
+        table = lakehouse(spark, config).table(config.stream("responses"))
+        sb.faults.script("html_200", 10_000, path="responses")
+        [failed] = run(config, spark, only)
+        assert failed.status == "failed" and table.exists() and table.count() == 0
+        assert read_state(table).unwritten
+
+        sb.faults.clear()
+        [again] = run(config, spark, only)
+        assert (again.status, again.mode, again.reason) == (
+            "ok",
+            SyncMode.FULL,
+            "first run: the table is empty and no run has committed to it yet",
+        )
+        assert again.table_rows == again.rows_inserted == 40
+        assert [c.metadata["sync"] for c in table.commits()] == ["FULL"]
+        assert not read_state(table).unwritten
+
+
 def test_a_stream_whose_answers_stay_hostile_fails_alone_writes_nothing_and_the_next_run_completes_it(
     spark, make_config
 ):

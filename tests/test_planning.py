@@ -56,6 +56,15 @@ def test_an_empty_table_reads_incrementally_from_the_start_date(make_config):
     assert (p.mode, p.since) == (SyncMode.INCREMENTAL, utc(2024, 1, 1))
 
 
+def test_an_empty_table_no_run_committed_to_is_still_a_first_run(make_config):
+    p = plan(make_config(), state=TableState(exists=True, unwritten=True))
+    assert (p.mode, p.since, p.reason) == (
+        SyncMode.FULL,
+        utc(2024, 1, 1),
+        "first run: the table is empty and no run has committed to it yet",
+    )
+
+
 def test_full_table_streams_and_full_sync_flag_always_sync_everything(make_config):
     config = make_config()
     assert (plan(config, "declines").mode, plan(config, "declines").reason) == (

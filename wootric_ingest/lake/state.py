@@ -4,7 +4,9 @@ The bookmark is the cursor our newest commit recorded, falling back to the newes
 holds (a table written by someone else, or whose commits the log cleanup dropped); the personal data policy
 is the fingerprint our newest commit recorded (none: the rows were written without one). The last full sync is
 the `until` of our newest commit tagged `sync: FULL`; every later commit carries it forward, so it is
-still known after the log cleanup drops that commit.
+still known after the log cleanup drops that commit. A table that is empty and holds no commit of ours is
+`unwritten`: a run prepares a stream's table while its pages arrive, so a first run whose fetch failed leaves one,
+and the next run is still a first run.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class TableState:
     bookmark_from: str = ""
     last_full_sync: datetime | None = None
     pii: str | None = None  # the personal data policy's fingerprint our newest commit recorded (None: no policy)
+    unwritten: bool = False  # it exists, empty and without a commit of ours: a run created it, then failed first
 
 
 def read_state(table: StreamTable) -> TableState:
@@ -41,6 +44,8 @@ def read_state(table: StreamTable) -> TableState:
         return TableState(exists=False)
     table.check()
     commits = table.commits()
+    if not commits and table.read().isEmpty():  # a run prepares the table while it fetches; the fetch failed
+        return TableState(exists=True, unwritten=True)
     bookmark = commits[0].metadata.get("bookmark") if commits else None
     source = f"run {commits[0].metadata.get('run_id')}" if bookmark else ""
     if bookmark is None:

@@ -73,6 +73,8 @@ def plan_stream(
         return full("--full-sync was given")
     if not state.exists:
         return full("first run: the table does not exist yet")
+    if state.unwritten:
+        return full("first run: the table is empty and no run has committed to it yet")
     if state.pii != pii:
         return full(
             f"the personal data policy changed (the table's last commit: {state.pii or 'no policy'}, the config: "
