@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -126,3 +126,24 @@ def test_a_local_session_maps_the_class_archive_setup_recorded(spark):
             text=True,
         )
         assert (check.returncode == 0) is usable, check.stdout + check.stderr
+
+
+def test_objects_that_wait_for_spark_are_built_once_and_hold_up_nothing_else(spark, make_config):
+    """The run history and the rejected records are one object each however many landing threads ask at once; while
+    they wait for the session, the files beside the tables (staging, locks) still answer."""
+    from wootric_ingest.lake.lakehouse import Lakehouse
+
+    starting: Future = Future()
+    house = Lakehouse(make_config(), starting)
+    pool = ThreadPoolExecutor(max_workers=9)
+    try:
+        runs = [pool.submit(lambda: house.runs) for _ in range(4)]
+        rejected = [pool.submit(lambda: house.rejected) for _ in range(4)]
+        time.sleep(0.5)  # the eight are waiting for the session
+        files = pool.submit(lambda: house.staging("r1", "responses").completed)
+        assert files.result(timeout=10) == []
+        assert not any(f.done() for f in runs + rejected)
+    finally:
+        starting.set_result(spark)
+        pool.shutdown()
+    assert len({id(f.result()) for f in runs}) == len({id(f.result()) for f in rejected}) == 1

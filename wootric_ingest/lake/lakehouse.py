@@ -6,9 +6,8 @@ other module builds a path, a name or a table's properties.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from functools import cached_property
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -74,6 +73,7 @@ class Lakehouse:
         self.properties = table_properties(config.delta_log_retention_days, config.catalog.change_data_feed)
         self.policy = config.pii.policy
         self._tables: dict[str, StreamTable] = {}
+        self._shared: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -90,10 +90,20 @@ class Lakehouse:
         """Whether the files beside the tables are reached through Spark's Hadoop API (not Python's)."""
         return not python_reaches(self.layout.root)
 
-    @cached_property
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        """One object per lakehouse however many of the run's threads ask for it at once (`cached_property` no
+        longer locks since Python 3.12, which recent Databricks runtimes run). Built outside the lock, since a build
+        may wait for Spark: two threads may both build, and both get the first one kept."""
+        if name not in self._shared:
+            built = build()
+            with self._lock:
+                self._shared.setdefault(name, built)
+        return self._shared[name]
+
+    @property
     def files(self) -> Storage:
         """The file operations beside the tables (staging, locks) on the root's storage."""
-        return storage_for(self.layout.root, self.spark if self.files_need_spark else None)
+        return self._once("files", lambda: storage_for(self.layout.root, self.spark if self.files_need_spark else None))
 
     def certainly_absent(self, stream: StreamConfig) -> bool:
         """Whether the stream's table does not exist yet, as the file system alone tells: a path table whose
@@ -134,26 +144,32 @@ class Lakehouse:
             comment=self._comment(holds),
         )
 
-    @cached_property
+    @property
     def runs(self) -> RunHistory:
-        return RunHistory(
-            self._job_table(
-                self.layout.runs_path,
-                self.layout.runs_name,
-                RUNS_SCHEMA,
-                "the job's run history, one row per stream per run",
-            )
+        return self._once(
+            "runs",
+            lambda: RunHistory(
+                self._job_table(
+                    self.layout.runs_path,
+                    self.layout.runs_name,
+                    RUNS_SCHEMA,
+                    "the job's run history, one row per stream per run",
+                )
+            ),
         )
 
-    @cached_property
+    @property
     def rejected(self) -> RejectedRecords:
-        return RejectedRecords(
-            self._job_table(
-                self.layout.rejected_path,
-                self.layout.rejected_name,
-                REJECTED_SCHEMA,
-                "records the API sent that could not be keyed, with the reason",
-            )
+        return self._once(
+            "rejected",
+            lambda: RejectedRecords(
+                self._job_table(
+                    self.layout.rejected_path,
+                    self.layout.rejected_name,
+                    REJECTED_SCHEMA,
+                    "records the API sent that could not be keyed, with the reason",
+                )
+            ),
         )
 
     def _job_table(self, path: str, name: str | None, schema: StructType, holds: str) -> Table:
