@@ -273,22 +273,29 @@ class Chaos:
             rate_window=2,
             timeout_sleep=1.5,
         )
-        env = {
-            **os.environ,
-            "CHAOS_USERNAME": self.sandbox.credentials["username"],
-            "CHAOS_PASSWORD": self.sandbox.credentials["password"],
-            "PYTHONPATH": str(REPO),
-        }
-        self.config_path = write_config(workdir, self.sandbox)
-        self.config = load_config(self.config_path, environ=env)
+        try:
+            credentials = self.sandbox.credentials
+            env = {
+                **os.environ,
+                "CHAOS_USERNAME": credentials["username"],
+                "CHAOS_PASSWORD": credentials["password"],
+                "PYTHONPATH": str(REPO),
+            }
+            self.config_path = write_config(workdir, self.sandbox)
+            self.config = load_config(self.config_path, environ=env)
+        except BaseException:  # no sandbox process left behind
+            self.sandbox.close()
+            raise
         self.worker = Worker(workdir, env)
         self.lakehouse = ObservedLake(self.config, self.config_path, self.worker)
         self.report = Report()
         self.run_seconds: list[float] = []
 
     def close(self) -> None:
-        self.worker.close()
-        self.sandbox.close()
+        try:
+            self.worker.close()
+        finally:
+            self.sandbox.close()
 
     def session(self, runs: int, deadline: float | None = None) -> Report:
         """`runs` runs with faults and kills, then (if the last one did not succeed) runs without kills until
