@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from wootric_ingest.run.job import run
 from wootric_ingest.run.planning import RunOptions
 
 from conftest import lakehouse
+from test_sink import land_records
 
 STREAMS = ("end_users", "responses", "declines")
 
@@ -96,13 +98,17 @@ def test_a_stream_whose_table_history_plans_otherwise_by_landing_time_lands_noth
     config = make_config(sandbox)
     table = lakehouse(spark, config).table(config.stream("responses"))
     responses = RunOptions(streams=("responses",))
+    first = sandbox.dataset.records("responses")[:10]
 
-    results, _ = run_while_spark_starts(config, spark, sandbox, responses, before=table.ensure)
+    def another_run_lands_first() -> None:  # its commit gives the table a bookmark: an incremental sync is next
+        land_records(spark, config, "responses", first, now=datetime.now(timezone.utc))
+
+    results, _ = run_while_spark_starts(config, spark, sandbox, responses, before=another_run_lands_first)
     [result] = results
     assert result.status == "failed"
     assert "fetched for a FULL sync (first run: the table does not exist yet) while Spark started" in result.error
     assert "the table's history now calls for INCREMENTAL" in result.error
-    assert table.count() == 0
+    assert table.count() == len(first)
     assert lakehouse(spark, config).staged_runs("responses"), "the staged records wait for the next run"
 
     [again] = run(config, spark, responses)
