@@ -12,7 +12,7 @@ def test_a_short_chaos_session_loses_nothing_and_duplicates_nothing(tmp_path):
     report = run_chaos(
         tmp_path / "chaos",
         runs=1,
-        seed=5,
+        seed=7,  # faults that cost retries; a 429 without headers before the first window waits the assumed minute
         kill_rate=1.0,
         kill_points=("landing",),
         faults_per_run=2,
@@ -23,6 +23,7 @@ def test_a_short_chaos_session_loses_nothing_and_duplicates_nothing(tmp_path):
     )
     print(report.table())
     assert report.kills == {"landing": 1}
+    assert sum(report.faults.values()) >= 1
     assert report.succeeded >= 1 and report.resumes >= 1
     assert report.checks >= 3 * report.runs
     assert (report.lost, report.duplicates, report.stale) == (0, 0, 0)
