@@ -72,7 +72,6 @@ class Lakehouse:
         self.layout = Layout(config.catalog)
         self.properties = table_properties(config.delta_log_retention_days, config.catalog.change_data_feed)
         self.policy = config.pii.policy
-        self._tables: dict[str, StreamTable] = {}
         self._shared: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -91,9 +90,10 @@ class Lakehouse:
         return not python_reaches(self.layout.root)
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
-        """One object per lakehouse however many of the run's threads ask for it at once (`cached_property` no
-        longer locks since Python 3.12, which recent Databricks runtimes run). Built outside the lock, since a build
-        may wait for Spark: two threads may both build, and both get the first one kept."""
+        """One object per name (a stream's table, the run history, ...) however many of the run's threads ask at
+        once (`cached_property` no longer locks since Python 3.12, which recent Databricks runtimes run). Built
+        outside the lock, since a build may wait for Spark: two threads may both build, and both get the first
+        one kept."""
         if name not in self._shared:
             built = build()
             with self._lock:
@@ -114,22 +114,22 @@ class Lakehouse:
 
     def table(self, stream: StreamConfig) -> StreamTable:
         """The stream's table (one object per stream, shared by the run's threads)."""
-        with self._lock:
-            if stream.name not in self._tables:
-                labels, tags = pii_labels(self.policy, stream.stream) if stream.stream.personal_data else ({}, {})
-                self._tables[stream.name] = StreamTable(
-                    self.spark,
-                    stream.stream,
-                    {**self.properties, "delta.dataSkippingStatsColumns": statistics_columns(stream.stream)},
-                    path=None if self.layout.managed else self.layout.table_path(stream),
-                    name=self.layout.metastore_name(stream),
-                    comment=self._comment(
-                        f"{stream.stream.description} Wootric stream {stream.name}, one row per {stream.stream.key}"
-                    ),
-                    labels=labels,
-                    tags=tags if self.layout.managed and on_databricks() else None,
-                )
-            return self._tables[stream.name]
+        return self._once(f"table {stream.name}", lambda: self._stream_table(stream))
+
+    def _stream_table(self, stream: StreamConfig) -> StreamTable:
+        labels, tags = pii_labels(self.policy, stream.stream) if stream.stream.personal_data else ({}, {})
+        return StreamTable(
+            self.spark,
+            stream.stream,
+            {**self.properties, "delta.dataSkippingStatsColumns": statistics_columns(stream.stream)},
+            path=None if self.layout.managed else self.layout.table_path(stream),
+            name=self.layout.metastore_name(stream),
+            comment=self._comment(
+                f"{stream.stream.description} Wootric stream {stream.name}, one row per {stream.stream.key}"
+            ),
+            labels=labels,
+            tags=tags if self.layout.managed and on_databricks() else None,
+        )
 
     def gold(self, table: str, schema: StructType, holds: str) -> Table:
         """One NPS gold table (`config.nps` set): at its path, or by name when tables are managed."""
